@@ -1,0 +1,93 @@
+"""MergeDNA hyperparameters: one dataclass that travels with the weights as config.json."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..errors import ModelError
+
+
+@dataclass
+class MergeDNAConfig:
+    """Shape of a MergeDNA network and the choices model.md leaves to us.
+
+    tiny, small and paper presets all build from this one class (see PRESETS).
+    """
+
+    name: str = "custom"
+    d_model: int = 64            # width D of every block
+    n_heads: int = 2
+    mlp_hidden: int = 0          # SwiGLU hidden size; 0 means 8/3 * D rounded to a multiple of 16
+    n_local_encoder: int = 4     # blocks with a merge step (the learned tokenizer)
+    n_latent_encoder: int = 4    # full attention over tokens
+    n_latent_decoder: int = 2
+    n_local_decoder: int = 2     # local attention over bases
+    window: int = 16             # local attention: a token sees w/2 neighbours each side;
+                                 # local merging: windows of w tokens, shifted w/2 on odd blocks
+    d_group: int = 64            # grouping projection width (merge scores)
+    context: int = 1024          # training / inference window in bases
+    compression: float = 0.5     # inference: L = round(compression * N) local tokens
+    train_compression: tuple[float, float, float] = (0.5, 0.05, 0.4)  # mean, sd, half-range floor
+    latent_ratio: float = 0.5    # latent MTR merges L tokens down to K = ratio * L
+    latent_merge_blocks: int = 2  # latent merging is spread over the first blocks
+    mask_fraction: float = 0.25  # AMTM: fraction of local tokens masked (paper: 0.5)
+    latent_mtr_weight: float = 0.25
+    max_token_offset: int = 32   # local decoder: embedding of a base's offset inside its token
+    rope_base: float = 10000.0
+    format_version: int = field(default=1)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.train_compression, list):
+            self.train_compression = tuple(self.train_compression)
+        problems = []
+        if self.d_model % self.n_heads:
+            problems.append(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        if (self.d_model // self.n_heads) % 2:
+            problems.append("head size must be even for rotary embeddings")
+        if self.window < 2 or self.window % 2:
+            problems.append(f"window must be an even number >= 2, got {self.window}")
+        if not 0.05 <= self.compression <= 1.0:
+            problems.append(f"compression must be in [0.05, 1], got {self.compression}")
+        if not 0.0 < self.mask_fraction < 1.0:
+            problems.append(f"mask_fraction must be in (0, 1), got {self.mask_fraction}")
+        if self.n_local_encoder < 1 or self.n_latent_encoder < 1 or self.n_local_decoder < 1:
+            problems.append("every stack needs at least one block (latent decoder may have 0)")
+        if problems:
+            raise ModelError("invalid model config: " + "; ".join(problems))
+
+    @property
+    def hidden(self) -> int:
+        return self.mlp_hidden or 16 * round(self.d_model * 8 / 3 / 16)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "MergeDNAConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ModelError(f"unknown model config keys {unknown}; expected some of {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "MergeDNAConfig":
+        if name not in PRESETS:
+            raise ModelError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+
+PRESETS: dict[str, dict] = {
+    # Tests only: builds and trains in seconds.
+    "tiny": dict(name="tiny", d_model=32, n_heads=2, n_local_encoder=2, n_latent_encoder=2,
+                 n_latent_decoder=1, n_local_decoder=1, d_group=16, context=256,
+                 latent_merge_blocks=1),
+    # The shipped default, sized from measured CPU throughput (docs/model.md).
+    "small": dict(name="small", d_model=128, n_heads=4, n_local_encoder=4, n_latent_encoder=4,
+                  n_latent_decoder=2, n_local_decoder=2, d_group=64, context=512),
+    # The paper's size, for GPU clusters (about 380M parameters).
+    "paper": dict(name="paper", d_model=1024, n_heads=16, n_local_encoder=4, n_latent_encoder=20,
+                  n_latent_decoder=4, n_local_decoder=2, d_group=128, context=4096,
+                  mask_fraction=0.5),
+}

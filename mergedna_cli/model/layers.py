@@ -1,0 +1,136 @@
+"""Transformer building blocks: RMSNorm, SwiGLU, rotary embeddings, full and local attention.
+
+Shape legend: B batch, T tokens (or bases), H heads, E head size, D model width,
+nb blocks of the local-attention grid, q/k positions inside a block.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.gate_up = nn.Linear(dim, 2 * hidden, bias=False)
+        self.down = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+def rotary_tables(pos: torch.Tensor, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables (B, 1, T, E/2) for float positions pos (B, T).
+
+    Positions are floats because a merged token sits at the mean position of its bases.
+    """
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, device=pos.device, dtype=torch.float32) / head_dim)
+    angles = pos.float()[:, None, :, None] * inv_freq  # (B, 1, T, E/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)  # (B, H, T, E/2) each
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor,
+                    radius: int) -> torch.Tensor:
+    """Attention where token i sees tokens j with |i - j| <= radius, never PAD.
+
+    q, k, v: (B, H, T, E); valid: (B, T). Blocked so the cost is O(T * 3 * radius), not O(T^2):
+    the sequence is cut into blocks of `radius` tokens, each attending to itself and its two
+    neighbour blocks. A PAD query sees only itself, so no row of the softmax is empty.
+    """
+    B, H, T, E = q.shape
+    nb = (T + radius - 1) // radius
+    extra = nb * radius - T
+    q = F.pad(q, (0, 0, 0, extra)).view(B, H, nb, radius, E)
+    k = F.pad(k, (0, 0, radius, extra + radius))  # one empty block on each side
+    v = F.pad(v, (0, 0, radius, extra + radius))
+    valid_k = F.pad(valid, (radius, extra + radius), value=False)  # (B, T + pads)
+
+    # Keys of block n: padded blocks n, n+1, n+2 = previous, own and next block. Built with cat
+    # (cheap backward) rather than an index gather.
+    kb = k.view(B, H, nb + 2, radius, E)
+    vb = v.view(B, H, nb + 2, radius, E)
+    kb = torch.cat((kb[:, :, :-2], kb[:, :, 1:-1], kb[:, :, 2:]), dim=3)  # (B, H, nb, 3r, E)
+    vb = torch.cat((vb[:, :, :-2], vb[:, :, 1:-1], vb[:, :, 2:]), dim=3)
+    vk = valid_k.view(B, nb + 2, radius)
+    valid_kb = torch.cat((vk[:, :-2], vk[:, 1:-1], vk[:, 2:]), dim=2)  # (B, nb, 3r)
+    q_in_block = torch.arange(radius, device=q.device)
+    k_in_block = torch.arange(3 * radius, device=q.device) - radius
+    offset = k_in_block[None, :] - q_in_block[:, None]  # (r, 3r), same for every block
+    allowed = (offset.abs() <= radius) & valid_kb[:, :, None, :]  # (B, nb, r, 3r)
+    allowed = allowed | (offset == 0)
+
+    scores = torch.einsum("bhnqe,bhnke->bhnqk", q, kb) * E ** -0.5
+    scores = scores.masked_fill(~allowed[:, None], float("-inf"))
+    out = torch.einsum("bhnqk,bhnke->bhnqe", scores.softmax(-1), vb)
+    return out.reshape(B, H, nb * radius, E)[:, :, :T]
+
+
+def _all_true(valid: torch.Tensor) -> bool:
+    """True when no PAD is present, so attention can skip its mask (a faster kernel). Exported
+    graphs always keep the mask."""
+    if torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
+        return False
+    return bool(valid.all())
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with rotary positions; local (windowed) or full."""
+
+    def __init__(self, dim: int, heads: int, radius: int | None, rope_base: float):
+        super().__init__()
+        self.heads, self.radius, self.rope_base = heads, radius, rope_base
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.out = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        B, T, D = x.shape
+        E = D // self.heads
+        q, k, v = self.qkv(x).view(B, T, 3, self.heads, E).permute(2, 0, 3, 1, 4)  # 3 x (B, H, T, E)
+        cos, sin = rotary_tables(pos, E, self.rope_base)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if self.radius is None:
+            allowed = None if _all_true(valid) else (
+                valid[:, None, None, :] | torch.eye(T, dtype=torch.bool, device=x.device))
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)  # (B, H, T, E)
+        else:
+            out = local_attention(q, k, v, valid, self.radius)
+        return self.out(out.transpose(1, 2).reshape(B, T, D))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block; `forward` runs attention then MLP, the local encoder splits it
+    to put a merge step in between."""
+
+    def __init__(self, dim: int, heads: int, hidden: int, radius: int | None, rope_base: float):
+        super().__init__()
+        self.attn_norm = RMSNorm(dim)
+        self.attn = Attention(dim, heads, radius, rope_base)
+        self.mlp_norm = RMSNorm(dim)
+        self.mlp = SwiGLU(dim, hidden)
+
+    def attend(self, x, pos, valid):
+        return x + self.attn(self.attn_norm(x), pos, valid)
+
+    def feed_forward(self, x):
+        return x + self.mlp(self.mlp_norm(x))
+
+    def forward(self, x, pos, valid):
+        return self.feed_forward(self.attend(x, pos, valid))

@@ -1,0 +1,81 @@
+"""The three pre-training passes of model.md section 3: MTR, latent MTR and AMTM."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..alphabet import MASK, N_BASES, PAD
+from .merging import exact_budget_targets
+from .network import MergeDNA
+
+
+@dataclass
+class PretrainLosses:
+    total: torch.Tensor
+    mtr: torch.Tensor          # merged token reconstruction, mean CE over real bases
+    latent_mtr: torch.Tensor   # same after latent merging (local encoder detached)
+    amtm: torch.Tensor         # masked-base CE summed, divided by the number of masked tokens
+    masked_ce: torch.Tensor    # AMTM CE per masked base (for logging and comparison)
+    masked_acc: torch.Tensor   # AMTM accuracy per masked base
+    masked_bases: torch.Tensor
+
+
+def _reconstruction_ce(logits: torch.Tensor, ids: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+    ce = F.cross_entropy(logits.float().transpose(1, 2), ids.clamp(max=N_BASES - 1), reduction="none")
+    return (ce * scored).sum() / scored.sum().clamp(min=1)
+
+
+def sample_masked_tokens(group_size: torch.Tensor, valid: torch.Tensor, fraction: float,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+    """Choose round(fraction * n) tokens per row without replacement, P proportional to 1/g^2.
+
+    Gumbel-top-k: the top keys of log w + Gumbel noise are a weighted sample without replacement.
+    """
+    weight = group_size.float().clamp(min=1).pow(-2)
+    uniform = torch.rand(weight.shape, generator=generator, device="cpu").to(weight.device)
+    gumbel = -torch.log(-torch.log(uniform.clamp(1e-9, 1 - 1e-9)))
+    keys = (weight.log() + gumbel).masked_fill(~valid, float("-inf"))
+    n_mask = exact_budget_targets(valid.sum(1), int(round(fraction * 1000)), 1000)
+    rank = keys.argsort(dim=1, descending=True).argsort(dim=1)
+    return (rank < n_mask[:, None]) & valid
+
+
+def pretraining_losses(model: MergeDNA, ids: torch.Tensor, compression: float,
+                       generator: torch.Generator | None = None) -> PretrainLosses:
+    """Total = MTR + w * latent MTR + AMTM on a batch of ids (B, N)."""
+    cfg = model.config
+    scored = (ids < N_BASES)  # N, PAD and MASK never count in a loss
+
+    # 1. MTR: full path with local merging.
+    tokens = model.tokenize(ids, compression)
+    h, _ = model.encode_latent(tokens)
+    mtr = _reconstruction_ce(model.decode(h, tokens), ids, scored)
+
+    # 2. Latent MTR: pass 1's tokens detached, merged globally L -> K inside the latent encoder.
+    local = tokens.detach()
+    h_merged, tok2lat = model.encode_latent(local, merge_ratio=cfg.latent_ratio)
+    latent_mtr = _reconstruction_ce(model.decode(h_merged, local), ids, scored)
+
+    # 3. AMTM: mask whole local tokens, chosen with P ~ 1/g^2 of their latent group size g.
+    valid = local.state.valid
+    members = torch.zeros_like(tok2lat).scatter_add(1, tok2lat, valid.long())
+    group_size = members.gather(1, tok2lat)
+    masked_tok = sample_masked_tokens(group_size, valid, cfg.mask_fraction, generator)
+    masked_base = masked_tok.gather(1, local.base2tok) & local.base_valid
+    masked_ids = torch.where(masked_base, torch.full_like(ids, MASK), ids)
+    tokens3 = model.tokenize(masked_ids, compression)
+    h3, _ = model.encode_latent(tokens3)
+    logits3 = model.decode(h3, tokens3).float()
+    target = masked_base & scored
+    ce = F.cross_entropy(logits3.transpose(1, 2), ids.clamp(max=N_BASES - 1), reduction="none")
+    n_target = target.sum().clamp(min=1)
+    amtm = (ce * target).sum() / masked_tok.sum().clamp(min=1)
+    masked_ce = (ce * target).sum() / n_target
+    masked_acc = ((logits3.argmax(-1) == ids) & target).sum() / n_target
+
+    total = mtr + cfg.latent_mtr_weight * latent_mtr + amtm
+    return PretrainLosses(total, mtr, latent_mtr, amtm, masked_ce.detach(), masked_acc.detach(),
+                          target.sum())

@@ -1,0 +1,144 @@
+"""Token merging: the learned tokenizer (adjacent merges) and the latent merge (ToMe-style).
+
+Everything is rectangular and vectorised: a merge step maps each old token to a new slot with an
+integer index (B, T) -> [0, layout], pools with scatter_add, and composes with earlier maps by
+`gather`. Slot `layout` is a dummy that swallows PAD tokens past the new length, so every row of
+a batch keeps the same length while each row still meets its own exact budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+NEG_INF = float("-inf")
+# Window-crossing edges are only a fallback when a row has too few legal edges to meet its
+# budget (only possible under extreme masking); cosine scores live in [-1, 1], so -4 ranks them last.
+WINDOW_PENALTY = 4.0
+
+
+@dataclass
+class TokenState:
+    """A batch of tokens. x (B, T, D); size, pos (B, T) float; valid, masked (B, T) bool."""
+
+    x: torch.Tensor
+    size: torch.Tensor    # bases per token (PAD tokens count 1 so pooling never divides by 0)
+    pos: torch.Tensor     # mean base position, drives rotary phases
+    valid: torch.Tensor   # False for PAD
+    masked: torch.Tensor  # True for tokens made of MASK bases
+
+    def detach(self) -> "TokenState":
+        return TokenState(self.x.detach(), self.size, self.pos, self.valid, self.masked)
+
+
+def exact_budget_targets(n_real: torch.Tensor, keep_num: int, keep_den: int) -> torch.Tensor:
+    """round(n * keep_num / keep_den) in integer arithmetic, at least 1 (tensors or ints)."""
+    return ((n_real * keep_num + keep_den // 2) // keep_den).clamp(min=1) if torch.is_tensor(n_real) \
+        else max(1, (n_real * keep_num + keep_den // 2) // keep_den)
+
+
+def _rank_desc(priority: torch.Tensor) -> torch.Tensor:
+    """Rank of each entry in its row, 0 = highest priority (ties broken by position)."""
+    order = priority.argsort(dim=1, descending=True, stable=True)
+    ranks = torch.arange(priority.shape[1], device=priority.device).expand_as(order)
+    return torch.empty_like(order).scatter_(1, order, ranks)
+
+
+def _layout(static_len: int, new_index: torch.Tensor, valid: torch.Tensor) -> int:
+    """Length of the merged tensor: the shape-derived budget, widened in eager mode if a row
+    could not meet its budget, so that no real token is ever dropped."""
+    if torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
+        return static_len
+    needed = int(new_index.masked_fill(~valid, -1).max()) + 1
+    return max(static_len, needed)
+
+
+def pool(state: TokenState, new_index: torch.Tensor, layout: int, merged: torch.Tensor,
+         merge_score: torch.Tensor) -> TokenState:
+    """Pool old tokens into `layout` new slots by size-weighted means.
+
+    new_index (B, T): slot of every old token (values >= layout are dropped PAD tokens).
+    merged (B, T): this old token joined another one; merge_score (B, T) the score of that join.
+    The straight-through gate c + stopgrad(1 - c), with c the mean merge score of a new token,
+    is 1 in the forward pass but gives the grouping projection a gradient.
+    """
+    B, T, D = state.x.shape
+    index = new_index.clamp(max=layout)
+    slots = layout + 1
+
+    def pooled(values: torch.Tensor) -> torch.Tensor:  # (B, T) or (B, T, D) -> (B, layout[, D])
+        if values.dim() == 2:
+            return values.new_zeros(B, slots).scatter_add(1, index, values)[:, :layout]
+        return values.new_zeros(B, slots, values.shape[-1]).scatter_add(
+            1, index[..., None].expand(-1, -1, values.shape[-1]), values)[:, :layout]
+
+    size = pooled(state.size)
+    weight = size.clamp(min=1e-6)
+    x = pooled(state.x * state.size[..., None]) / weight[..., None]
+    pos = pooled(state.pos * state.size) / weight
+    valid = pooled(state.valid.float()) > 0
+    masked = pooled(state.masked.float()) > 0
+
+    score = torch.where(merged, merge_score, torch.zeros_like(merge_score))
+    n_merges = pooled(merged.float())
+    gate = torch.where(n_merges > 0, pooled(score) / n_merges.clamp(min=1), torch.ones_like(n_merges))
+    x = x * (gate + (1 - gate).detach())[..., None]
+    return TokenState(x, size, pos, valid, masked)
+
+
+def merge_adjacent(state: TokenState, group: torch.Tensor, target: torch.Tensor, layout: int,
+                   window: int, window_offset: int) -> tuple[TokenState, torch.Tensor]:
+    """One local merge step: join right-neighbour pairs until each row has `target` real tokens.
+
+    group (B, T, G): grouping projections; the score of edge (t, t+1) is their cosine similarity.
+    target (B,): real tokens each row keeps. Returns the new state and the old -> new index.
+    Rules: only adjacent tokens merge; never across PAD or a mask boundary; not across a window
+    boundary (windows of `window` tokens starting at -window_offset).
+    """
+    B, T, _ = state.x.shape
+    g = F.normalize(group, dim=-1)
+    score = (g[:, :-1] * g[:, 1:]).sum(-1)  # (B, T-1), edge t joins tokens t and t+1
+    legal = state.valid[:, :-1] & state.valid[:, 1:] & (state.masked[:, :-1] == state.masked[:, 1:])
+    edge = torch.arange(1, T, device=score.device)
+    inside_window = (edge + window_offset) % window != 0
+    priority = torch.where(inside_window, score, score - WINDOW_PENALTY).masked_fill(~legal, NEG_INF)
+
+    n_merge = (state.valid.sum(1) - target).clamp(min=0)  # (B,)
+    join = (_rank_desc(priority) < n_merge[:, None]) & legal  # (B, T-1)
+
+    starts_new = torch.cat((torch.ones_like(join[:, :1]), ~join), dim=1).long()  # (B, T)
+    new_index = starts_new.cumsum(1) - 1
+    merged = torch.cat((torch.zeros_like(join[:, :1]), join), dim=1)  # token t joined t-1
+    edge_score = F.pad(score, (1, 0))
+    layout = _layout(layout, new_index, state.valid)
+    return pool(state, new_index, layout, merged, edge_score), new_index
+
+
+def merge_bipartite(state: TokenState, group: torch.Tensor, target: torch.Tensor,
+                    layout: int) -> tuple[TokenState, torch.Tensor]:
+    """One ToMe-style global merge: even tokens (A) join their most similar odd token (B).
+
+    Adjacent or not; the top-(n - target) A tokens by similarity merge. Kept tokens stay in order.
+    """
+    B, T, _ = state.x.shape
+    g = F.normalize(group, dim=-1)
+    sim = g[:, 0::2] @ g[:, 1::2].transpose(1, 2)  # (B, TA, TB)
+    sim = sim.masked_fill(~state.valid[:, None, 1::2], NEG_INF)
+    best, match = sim.max(dim=-1)  # (B, TA)
+    legal = state.valid[:, 0::2] & torch.isfinite(best)
+    n_merge = (state.valid.sum(1) - target).clamp(min=0)
+    join_a = (_rank_desc(best.masked_fill(~legal, NEG_INF)) < n_merge[:, None]) & legal
+
+    a_pos = torch.arange(0, T, 2, device=state.x.device).expand(B, -1)
+    keep = torch.ones(B, T, dtype=torch.bool, device=state.x.device).scatter(1, a_pos, ~join_a)
+    kept_index = keep.long().cumsum(1) - 1
+    target_slot = kept_index[:, 1::2].gather(1, match)  # slot of each A token's match
+    a_slot = torch.where(join_a, target_slot, kept_index[:, 0::2])
+    new_index = kept_index.scatter(1, a_pos, a_slot)
+    merged = torch.zeros(B, T, dtype=torch.bool, device=state.x.device).scatter(1, a_pos, join_a)
+    score = torch.zeros(B, T, device=state.x.device, dtype=best.dtype).scatter(
+        1, a_pos, best.masked_fill(~legal, 0.0))
+    layout = _layout(layout, new_index, state.valid)
+    return pool(state, new_index, layout, merged, score), new_index

@@ -1,0 +1,177 @@
+"""The MergeDNA network (model.md section 1).
+
+    ids (B, N) -> local encoder (attention + learned merging) -> tokens (B, L, D), base2tok (B, N)
+               -> latent encoder (full attention over L tokens; optional global merging to K)
+               -> latent decoder -> unmerge (gather by base2tok) -> local decoder -> logits (B, N, 4)
+
+Inputs are padded id tensors; PAD never influences a real position, so a sequence gives the same
+output alone or inside a batch. Nothing in `forward` is list-shaped, so it exports to ONNX.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from ..alphabet import MASK, N_BASES, PAD, VOCAB_SIZE
+from .config import MergeDNAConfig
+from .layers import Block, RMSNorm
+from .merging import TokenState, exact_budget_targets, merge_adjacent, merge_bipartite
+
+_RATIO_DEN = 1000  # budgets use integer arithmetic: keep round(n * num / 1000) tokens
+
+
+def _ratio(fraction: float) -> int:
+    return int(round(fraction * _RATIO_DEN))
+
+
+def _schedule(n, final, step: int, steps: int):
+    """Tokens kept after merge step `step` of `steps`: linear from n down to final (ints or tensors)."""
+    return n - ((n - final) * (step + 1)) // steps
+
+
+@dataclass
+class LocalTokens:
+    """Output of the learned tokenizer: token state (B, L, ...) and the base -> token map (B, N)."""
+
+    state: TokenState
+    base2tok: torch.Tensor
+    base_valid: torch.Tensor
+
+    def detach(self) -> "LocalTokens":
+        return LocalTokens(self.state.detach(), self.base2tok, self.base_valid)
+
+
+class InferenceOutput(NamedTuple):
+    logits: torch.Tensor         # (B, N, 4) per-base logits over A C G T
+    token_vectors: torch.Tensor  # (B, L, D) latent encoder output per local token
+    token_sizes: torch.Tensor    # (B, L) bases per token, 0 for PAD tokens
+    token_mask: torch.Tensor     # (B, L) True for real tokens
+    base2tok: torch.Tensor       # (B, N) token index of every base
+
+
+def _blocks(cfg: MergeDNAConfig, n: int, local: bool) -> nn.ModuleList:
+    radius = cfg.window // 2 if local else None
+    return nn.ModuleList(Block(cfg.d_model, cfg.n_heads, cfg.hidden, radius, cfg.rope_base)
+                         for _ in range(n))
+
+
+class MergeDNA(nn.Module):
+    def __init__(self, config: MergeDNAConfig):
+        super().__init__()
+        self.config = cfg = config
+        self.embed = nn.Embedding(VOCAB_SIZE, cfg.d_model)
+        self.local_encoder = _blocks(cfg, cfg.n_local_encoder, local=True)
+        self.local_group = nn.ModuleList(nn.Linear(cfg.d_model, cfg.d_group, bias=False)
+                                         for _ in range(cfg.n_local_encoder))
+        self.latent_encoder = _blocks(cfg, cfg.n_latent_encoder, local=False)
+        self.latent_group_norm = RMSNorm(cfg.d_model)
+        self.latent_group = nn.Linear(cfg.d_model, cfg.d_group, bias=False)
+        self.latent_decoder = _blocks(cfg, cfg.n_latent_decoder, local=False)
+        # Every base of a token receives the same vector; its offset inside the token tells the
+        # local decoder which of the token's bases it is.
+        self.token_offset = nn.Embedding(cfg.max_token_offset, cfg.d_model)
+        self.local_decoder = _blocks(cfg, cfg.n_local_decoder, local=True)
+        self.out_norm = RMSNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, N_BASES)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+
+    # -- the learned tokenizer ---------------------------------------------------------------
+    def tokenize(self, ids: torch.Tensor, compression: float | None = None) -> LocalTokens:
+        """Local encoder: bases -> round(compression * n) tokens per row (n = its non-PAD bases).
+
+        Bases with the MASK id form mask regions that no merge crosses.
+        """
+        cfg = self.config
+        c = _ratio(cfg.compression if compression is None else compression)
+        B, N = ids.shape
+        base_valid = ids != PAD
+        positions = torch.arange(N, device=ids.device)
+        state = TokenState(x=self.embed(ids), size=torch.ones(B, N, device=ids.device),
+                           pos=positions.float().expand(B, N), valid=base_valid,
+                           masked=ids == MASK)
+        base2tok = positions.expand(B, N)
+        n_real = base_valid.sum(1)
+        final = exact_budget_targets(n_real, c, _RATIO_DEN)
+        final_layout = exact_budget_targets(N, c, _RATIO_DEN)
+        steps = len(self.local_encoder)
+        for step, (block, group) in enumerate(zip(self.local_encoder, self.local_group)):
+            state.x = block.attend(state.x, state.pos, state.valid)
+            offset = (step % 2) * (cfg.window // 2)  # shift windows so no boundary is permanent
+            state, new_index = merge_adjacent(
+                state, group(block.mlp_norm(state.x)), _schedule(n_real, final, step, steps),
+                _schedule(N, final_layout, step, steps), cfg.window, offset)
+            # compose maps: base -> old -> new token (clamp only moves PAD bases off the dummy slot)
+            base2tok = new_index.gather(1, base2tok).clamp(max=state.x.shape[1] - 1)
+            state.x = block.feed_forward(state.x)
+        return LocalTokens(state, base2tok, base_valid)
+
+    # -- latent encoder -----------------------------------------------------------------------
+    def encode_latent(self, tokens: LocalTokens, merge_ratio: float | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Full attention over the local tokens. With merge_ratio, tokens are also merged globally
+        (ToMe-style) down to K = ratio * L over the first blocks and unmerged back at the end.
+
+        Returns h (B, L, D) at local-token resolution and tok2lat (B, L) or None.
+        """
+        cfg = self.config
+        state = tokens.state
+        tok2lat = None
+        if merge_ratio is not None:
+            L = state.x.shape[1]
+            n_real = state.valid.sum(1)
+            final = exact_budget_targets(n_real, _ratio(merge_ratio), _RATIO_DEN)
+            final_layout = exact_budget_targets(L, _ratio(merge_ratio), _RATIO_DEN)
+            merge_steps = min(cfg.latent_merge_blocks, len(self.latent_encoder))
+            tok2lat = torch.arange(L, device=state.x.device).expand_as(state.valid)
+        for step, block in enumerate(self.latent_encoder):
+            state = TokenState(block(state.x, state.pos, state.valid), state.size, state.pos,
+                               state.valid, state.masked)
+            if merge_ratio is not None and step < merge_steps:
+                group = self.latent_group(self.latent_group_norm(state.x))
+                state, new_index = merge_bipartite(
+                    state, group, _schedule(n_real, final, step, merge_steps),
+                    _schedule(L, final_layout, step, merge_steps))
+                tok2lat = new_index.gather(1, tok2lat).clamp(max=state.x.shape[1] - 1)
+        h = state.x
+        if tok2lat is not None:
+            h = h.gather(1, tok2lat[..., None].expand(-1, -1, h.shape[-1]))  # unmerge K -> L
+        return h, tok2lat
+
+    # -- decoders -----------------------------------------------------------------------------
+    def decode(self, h: torch.Tensor, tokens: LocalTokens) -> torch.Tensor:
+        """Latent decoder over tokens, unmerge to bases by gather, local decoder -> logits (B, N, 4)."""
+        state = tokens.state
+        for block in self.latent_decoder:
+            h = block(h, state.pos, state.valid)
+        base2tok = tokens.base2tok
+        B, N = base2tok.shape
+        x = h.gather(1, base2tok[..., None].expand(-1, -1, h.shape[-1]))  # (B, N, D)
+        token_start = state.size.cumsum(1) - state.size  # first base of every token, (B, L)
+        positions = torch.arange(N, device=h.device)
+        offset = positions - token_start.gather(1, base2tok).long()
+        x = x + self.token_offset(offset.clamp(0, self.config.max_token_offset - 1))
+        base_pos = positions.float().expand(B, N)
+        for block in self.local_decoder:
+            x = block(x, base_pos, tokens.base_valid)
+        return self.head(self.out_norm(x))
+
+    # -- inference ----------------------------------------------------------------------------
+    def forward(self, ids: torch.Tensor) -> InferenceOutput:
+        """Inference pass at the configured compression. ids (B, N) int64, PAD-padded on the right."""
+        tokens = self.tokenize(ids)
+        h, _ = self.encode_latent(tokens)
+        logits = self.decode(h, tokens)
+        valid = tokens.state.valid
+        sizes = torch.where(valid, tokens.state.size, torch.zeros_like(tokens.state.size)).round().long()
+        return InferenceOutput(logits, h, sizes, valid, tokens.base2tok)
