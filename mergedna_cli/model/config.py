@@ -28,7 +28,8 @@ class MergeDNAConfig:
     d_group: int = 64            # grouping projection width (merge scores)
     context: int = 1024          # training / inference window in bases
     compression: float = 0.5     # inference: L = round(compression * N) local tokens
-    train_compression: tuple[float, float, float] = (0.5, 0.05, 0.4)  # mean, sd, half-range floor
+    # training samples the compression per step: normal(mean, sd) clipped to [low, high]
+    train_compression: tuple[float, float, float, float] = (0.5, 0.05, 0.4, 0.6)
     latent_ratio: float = 0.5    # latent MTR merges L tokens down to K = ratio * L
     latent_merge_blocks: int = 2  # latent merging is spread over the first blocks
     mask_fraction: float = 0.25  # AMTM: fraction of local tokens masked (paper: 0.5)
@@ -83,9 +84,10 @@ PRESETS: dict[str, dict] = {
     "tiny": dict(name="tiny", d_model=32, n_heads=2, n_local_encoder=2, n_latent_encoder=2,
                  n_latent_decoder=1, n_local_decoder=1, d_group=16, context=256,
                  latent_merge_blocks=1),
-    # The shipped default, sized from measured CPU throughput (docs/model.md).
-    "small": dict(name="small", d_model=128, n_heads=4, n_local_encoder=4, n_latent_encoder=4,
-                  n_latent_decoder=2, n_local_decoder=2, d_group=64, context=512),
+    # The shipped default, sized from measured CPU throughput so that 100M training bases fit in
+    # about two hours on 2 CPU cores (docs/model.md has the measurements).
+    "small": dict(name="small", d_model=64, n_heads=2, n_local_encoder=4, n_latent_encoder=4,
+                  n_latent_decoder=1, n_local_decoder=1, d_group=32, context=512),
     # The paper's size, for GPU clusters (about 380M parameters).
     "paper": dict(name="paper", d_model=1024, n_heads=16, n_local_encoder=4, n_latent_encoder=20,
                   n_latent_decoder=4, n_local_decoder=2, d_group=128, context=4096,

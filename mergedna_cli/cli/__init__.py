@@ -1,0 +1,1 @@
+"""Thin Typer commands: parse options, call one pipeline, map errors to exit codes."""

@@ -1,0 +1,10 @@
+"""Option aliases shared by several commands."""
+
+from typing import Annotated, Optional
+
+import typer
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or log output, errors only.")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+Threads = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads (default: all).")]

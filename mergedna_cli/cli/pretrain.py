@@ -1,0 +1,77 @@
+"""`mergedna pretrain`: train a MergeDNA model on FASTA genomes (single process or torchrun)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import UsageError
+from .app import app
+from .options import Debug, Device, Quiet, Threads
+
+
+@app.command()
+def pretrain(
+    fasta: Annotated[list[Path], typer.Option("--fasta", help="Training FASTA (plain, gzip or bgzip); repeat for more.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Model directory to write (weights, checkpoints, metrics).")],
+    preset: Annotated[str, typer.Option(help="Model size: tiny, small or paper.")] = "small",
+    config: Annotated[Optional[Path], typer.Option(help="Model config JSON (overrides --preset).")] = None,
+    context: Annotated[Optional[int], typer.Option(min=64, help="Window length in bases (default: the preset's).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Windows per step (per process).")] = 16,
+    steps: Annotated[int, typer.Option(min=1, help="Total optimizer steps (with --resume: the new total).")] = 10_000,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1.5e-3,
+    warmup: Annotated[int, typer.Option(min=0, help="Linear warm-up steps, then cosine decay.")] = 300,
+    min_lr_ratio: Annotated[float, typer.Option(help="Final lr as a fraction of the peak.")] = 0.1,
+    weight_decay: Annotated[float, typer.Option()] = 0.01,
+    seed: Annotated[int, typer.Option()] = 0,
+    weight: Annotated[Optional[list[str]], typer.Option(help="Sampling weight per file name, GLOB=W (e.g. 'human_*=10').")] = None,
+    val_fasta: Annotated[Optional[Path], typer.Option(help="Held-out FASTA for validation.")] = None,
+    val_bed: Annotated[Optional[Path], typer.Option(help="Held-out regions of the training FASTA (excluded from training).")] = None,
+    val_windows: Annotated[int, typer.Option(min=1, help="Validation windows.")] = 64,
+    val_every: Annotated[int, typer.Option(min=1)] = 250,
+    checkpoint_every: Annotated[int, typer.Option(min=1)] = 250,
+    log_every: Annotated[int, typer.Option(min=1, help="Steps per metrics row.")] = 10,
+    exclude: Annotated[Optional[list[Path]], typer.Option(help="BED of regions never trained on; repeatable.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in -o.")] = False,
+    precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Where the encoded corpus is cached (default: OUT/corpus_cache).")] = None,
+    device: Device = "auto",
+    threads: Threads = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Pre-train MergeDNA (MTR + latent MTR + AMTM). Runs under `torchrun` for several processes."""
+    import torch
+
+    from ..model import MergeDNAConfig
+    from ..pipelines.pretrain import PretrainRequest, run
+    from ..training.loop import PretrainSettings
+
+    if val_fasta and val_bed:
+        raise UsageError("give either --val-fasta or --val-bed, not both")
+    if precision not in ("auto", "fp32", "bf16"):
+        raise UsageError(f"--precision must be auto, fp32 or bf16, got '{precision}'")
+    if threads:
+        torch.set_num_threads(threads)
+    if config is not None:
+        try:
+            cfg = MergeDNAConfig.from_dict(json.loads(config.read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UsageError(f"cannot read --config '{config}': {exc}") from None
+    else:
+        cfg = MergeDNAConfig.preset(preset)
+    if context:
+        cfg.context = context
+    settings = PretrainSettings(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup,
+                                min_lr_ratio=min_lr_ratio, weight_decay=weight_decay, seed=seed,
+                                val_every=val_every, checkpoint_every=checkpoint_every, log_every=log_every,
+                                precision=precision)
+    run(PretrainRequest(
+        fasta=[str(p) for p in fasta], out_dir=str(out), config=cfg, settings=settings,
+        weights=weight or [], val_fasta=str(val_fasta) if val_fasta else None,
+        val_bed=str(val_bed) if val_bed else None, val_windows=val_windows,
+        exclude_bed=[str(p) for p in exclude or []], resume=resume,
+        cache_dir=str(cache_dir) if cache_dir else None, device=device, quiet=quiet))

@@ -1,0 +1,1 @@
+"""Pipelines: the only layer that sees both files and the model."""

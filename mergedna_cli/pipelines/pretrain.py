@@ -1,0 +1,166 @@
+"""`mergedna pretrain`: corpus -> windows -> three-pass training -> model directory."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ..alphabet import encode
+from ..errors import InputError, UsageError
+from ..io.fasta_records import iter_fasta_records
+from ..model import MergeDNA, MergeDNAConfig, save_model
+from ..training.checkpoint import latest_checkpoint, load_checkpoint
+from ..training.corpus import Corpus, CorpusSource, WindowSampler, read_bed_intervals
+from ..training.evaluation import held_out_windows
+from ..training.loop import PretrainSettings, make_optimizer, run_pretraining
+from .progress import TrainingReporter
+
+
+@dataclass
+class PretrainRequest:
+    fasta: list[str]
+    out_dir: str
+    config: MergeDNAConfig
+    settings: PretrainSettings
+    weights: list[str] = field(default_factory=list)   # "GLOB=W" on file names
+    val_fasta: str | None = None
+    val_bed: str | None = None
+    val_windows: int = 64
+    exclude_bed: list[str] = field(default_factory=list)
+    resume: bool = False
+    cache_dir: str | None = None
+    device: str = "auto"
+    quiet: bool = False
+
+
+def parse_weights(paths: list[str], specs: list[str]) -> list[CorpusSource]:
+    """Per-file sampling weights from 'GLOB=WEIGHT' specs matched on file names (last wins)."""
+    rules = []
+    for spec in specs:
+        pattern, sep, value = spec.rpartition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = -1.0
+        if not sep or not pattern or weight <= 0:
+            raise UsageError(f"--weight expects GLOB=POSITIVE_NUMBER, got '{spec}'")
+        rules.append((pattern, weight))
+    sources = []
+    for path in paths:
+        weight = 1.0
+        for pattern, value in rules:
+            if fnmatch.fnmatch(os.path.basename(path), pattern):
+                weight = value
+        sources.append(CorpusSource(path, weight))
+    return sources
+
+
+def _validation_ids(request: PretrainRequest) -> np.ndarray | None:
+    if request.val_fasta:
+        return np.concatenate([encode(seq) for _, seq in iter_fasta_records(request.val_fasta)])
+    if request.val_bed:
+        wanted = read_bed_intervals(request.val_bed)
+        pieces = []
+        for path in request.fasta:
+            for name, seq in iter_fasta_records(path):
+                pieces += [encode(seq[s:e]) for s, e in wanted.get(name, [])]
+        if not pieces:
+            raise InputError(f"no interval of --val-bed '{request.val_bed}' names a record of the FASTA inputs")
+        return np.concatenate(pieces)
+    return None
+
+
+def _init_distributed(device_opt: str) -> tuple[torch.device, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available() and device_opt in ("auto", "cuda")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    if cuda:
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank), dist.get_rank() if world > 1 else 0, world
+    if device_opt.startswith("cuda"):
+        raise UsageError("--device cuda requested but torch sees no CUDA device")
+    if world > 1:  # share the cores between the local processes
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world))))
+    return torch.device("cpu"), dist.get_rank() if world > 1 else 0, world
+
+
+def run(request: PretrainRequest) -> dict:
+    out = Path(request.out_dir)
+    device, rank, world = _init_distributed(request.device)
+    settings = request.settings
+    ckpt_root = out / "checkpoints"
+    start_state, optimizer = None, None
+    existing = latest_checkpoint(ckpt_root) if ckpt_root.exists() else None
+    if request.resume:
+        if existing is None:
+            raise UsageError(f"--resume: no checkpoint in '{ckpt_root}'")
+        model, optimizer, start_state = load_checkpoint(
+            existing, lambda m: make_optimizer(m, settings), device)
+        old = start_state.pop("settings")
+        # Everything but the schedule length and logging cadence comes from the checkpoint.
+        settings = PretrainSettings(**{**old, "steps": settings.steps, "betas": tuple(old["betas"]),
+                                       "val_every": settings.val_every,
+                                       "checkpoint_every": settings.checkpoint_every,
+                                       "log_every": settings.log_every})
+    else:
+        if existing is not None:
+            raise UsageError(f"'{out}' already holds checkpoints; pass --resume or choose a new -o")
+        torch.manual_seed(settings.seed)
+        model = MergeDNA(request.config).to(device)
+        optimizer = make_optimizer(model, settings)
+    model.train()
+    if settings.steps <= (start_state or {}).get("step", 0):
+        raise UsageError(f"--steps {settings.steps} is not beyond the checkpoint's step "
+                         f"{start_state['step']}")
+
+    sources = parse_weights(request.fasta, request.weights)
+    excluded = list(request.exclude_bed) + ([request.val_bed] if request.val_bed else [])
+    cache_dir = request.cache_dir or str(out / "corpus_cache")
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        corpus = Corpus.build(sources, cache_dir, excluded)
+    if world > 1:
+        dist.barrier()
+    if rank != 0:
+        corpus = Corpus.build(sources, cache_dir, excluded)
+    sampler = WindowSampler(corpus, model.config.context, seed=settings.seed * 1000 + rank)
+    val_ids = _validation_ids(request) if rank == 0 else None
+    val_windows = (held_out_windows(val_ids, model.config.context, request.val_windows)
+                   if val_ids is not None else None)
+    if val_windows is not None and len(val_windows) == 0:
+        raise InputError(f"validation sequence is shorter than the context ({model.config.context})")
+
+    started = time.time()
+    state = run_pretraining(model, optimizer, settings, sampler, out, val_windows, start_state,
+                            TrainingReporter(quiet=request.quiet or rank != 0))
+    if rank == 0:
+        lengths = corpus.file_lengths()
+        summary = {
+            "sources": [{"path": s.path, "weight": s.weight, "bases": int(n)}
+                        for s, n in zip(sources, lengths)],
+            "exclude_bed": excluded, "val_fasta": request.val_fasta, "val_bed": request.val_bed,
+            "settings": asdict(settings), "step": state["step"], "bases_seen": state["bases_seen"],
+            "train_seconds": round(state["train_seconds"], 1),
+            "this_run_wall_seconds": round(time.time() - started, 1),
+            "world_size": world, "device": str(device),
+            "hardware": torch.cuda.get_device_name(device) if device.type == "cuda"
+            else f"{platform.processor() or platform.machine()} x{os.cpu_count()} CPU threads",
+            "torch": torch.__version__,
+        }
+        save_model(model, out)
+        (out / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return state

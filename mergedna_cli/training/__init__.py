@@ -1,0 +1,1 @@
+"""Pre-training and fine-tuning: data sampling, the training loop, checkpoints."""

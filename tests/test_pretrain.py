@@ -1,0 +1,118 @@
+"""`mergedna pretrain`: resume, torchrun/gloo, corrupt checkpoints, corpus handling."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mergedna_cli.alphabet import N
+from mergedna_cli.training.corpus import Corpus, CorpusSource, WindowSampler
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+YEAST = SHARED / "pretrain_corpus" / "yeast_R64_chrI.fa.gz"
+
+pytestmark = pytest.mark.skipif(not YEAST.exists(), reason=f"shared data not found at {SHARED}")
+
+
+@pytest.fixture(scope="module")
+def genome(tmp_path_factory) -> Path:
+    """30 kb of real yeast sequence, soft-masked in part, as a gzip FASTA."""
+    with gzip.open(YEAST, "rt") as handle:
+        seq = "".join(line.strip() for line in handle if not line.startswith(">"))[:30_000]
+    path = tmp_path_factory.mktemp("genome") / "yeast30k.fa.gz"
+    with gzip.open(path, "wt") as out:
+        out.write(">chrI_part\n" + seq[:20_000].lower() + seq[20_000:] + "\n")
+    return path
+
+
+def mergedna(*args: str, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mergedna_cli", *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=300)
+
+
+def train_args(genome: Path, out: Path, steps: int) -> list[str]:
+    return ["pretrain", "--fasta", str(genome), "-o", str(out), "--preset", "tiny",
+            "--context", "128", "--batch-size", "4", "--steps", str(steps), "--warmup", "2",
+            "--log-every", "1", "--checkpoint-every", "2", "--val-every", "1000", "--quiet",
+            "--threads", "1"]
+
+
+def losses(out: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["total"] for r in rows if "total" in r}
+
+
+def test_resume_continues_exactly(genome, tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert mergedna(*train_args(genome, straight, 4)).returncode == 0
+    assert mergedna(*train_args(genome, resumed, 2)).returncode == 0
+    run = mergedna(*train_args(genome, resumed, 4), "--resume")
+    assert run.returncode == 0, run.stderr
+    a, b = losses(straight), losses(resumed)
+    assert sorted(b) == [1, 2, 3, 4]
+    for step in (3, 4):
+        assert b[step] == pytest.approx(a[step], rel=1e-6), f"step {step} differs after resume"
+    info = json.loads((resumed / "training.json").read_text())
+    assert info["step"] == 4 and info["bases_seen"] == 4 * 4 * 128
+
+
+def test_corrupt_checkpoint_is_a_clear_error(genome, tmp_path):
+    out = tmp_path / "run"
+    assert mergedna(*train_args(genome, out, 2)).returncode == 0
+    latest = out / "checkpoints" / (out / "checkpoints" / "latest").read_text().strip()
+    blob = (latest / "optimizer.safetensors").read_bytes()
+    (latest / "optimizer.safetensors").write_bytes(blob[: len(blob) // 2])
+    run = mergedna(*train_args(genome, out, 4), "--resume")
+    assert run.returncode == 1
+    assert run.stderr.startswith("mergedna: error: checkpoint") and "corrupt" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr
+
+
+def test_refuses_to_overwrite_checkpoints_without_resume(genome, tmp_path):
+    out = tmp_path / "run"
+    assert mergedna(*train_args(genome, out, 2)).returncode == 0
+    run = mergedna(*train_args(genome, out, 4))
+    assert run.returncode == 2 and "--resume" in run.stderr
+
+
+def test_two_process_gloo_run(genome, tmp_path):
+    out = tmp_path / "ddp"
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+         "29533", "-m", "mergedna_cli", *train_args(genome, out, 3)],
+        capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    info = json.loads((out / "training.json").read_text())
+    assert info["world_size"] == 2 and info["step"] == 3
+    assert info["bases_seen"] == 3 * 2 * 4 * 128  # both ranks' windows count
+
+
+def test_corpus_uppercases_excludes_and_skips_n(tmp_path):
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">a\n" + "acgt" * 50 + "N" * 200 + "ACGT" * 50 + "\n")
+    bed = tmp_path / "ex.bed"
+    bed.write_text("a\t0\t8\n")
+    corpus = Corpus.build([CorpusSource(str(fasta))], tmp_path / "cache", [str(bed)])
+    assert (corpus.ids[:8] == N).all() and list(corpus.ids[8:12]) == [0, 1, 2, 3]
+    sampler = WindowSampler(corpus, context=100, seed=1, max_n_fraction=0.1)
+    batch = sampler.sample(64)
+    assert batch.shape == (64, 100) and ((batch == N).mean(1) <= 0.1).all()
+
+
+def test_sampling_weights_follow_files(tmp_path):
+    a, b = tmp_path / "human_a.fa", tmp_path / "other_b.fa"
+    a.write_text(">a\n" + "A" * 1000 + "\n")
+    b.write_text(">b\n" + "C" * 1000 + "\n")
+    from mergedna_cli.pipelines.pretrain import parse_weights
+    sources = parse_weights([str(a), str(b)], ["human_*=9"])
+    corpus = Corpus.build(sources, tmp_path / "cache")
+    batch = WindowSampler(corpus, 50, seed=0, reverse_complement_prob=0.0).sample(2000)
+    share_a = float((batch[:, 0] == 0).mean())
+    assert 0.85 < share_a < 0.95  # 9:1 weighting
