@@ -116,8 +116,9 @@ def main(argv: list[str] | None = None) -> dict:
         model_name = f"MergeDNA {model.config.name} ({model_dir.name})"
     else:
         from mergedna_cli.training.evaluation import held_out_windows
-        context = json.loads((model_dir / "config.json").read_text())["context"] \
-            if (model_dir / "config.json").is_file() else 512
+        config = model_dir / "config.json"
+        # without a model directory: the context of the shipped 'small' preset
+        context = json.loads(config.read_text())["context"] if config.is_file() else 512
         model_name = None
 
     heldout = np.concatenate([encode(seq) for _, seq in iter_fasta_records(args.heldout)])

@@ -107,8 +107,9 @@ class Attention(nn.Module):
         cos, sin = rotary_tables(pos, E, self.rope_base)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if self.radius is None:
-            allowed = None if _all_true(valid) else (
-                valid[:, None, None, :] | torch.eye(T, dtype=torch.bool, device=x.device))
+            idx = torch.arange(T, device=x.device)
+            allowed = None if _all_true(valid) else (  # PAD keys hidden; a PAD query sees itself
+                valid[:, None, None, :] | (idx[:, None] == idx[None, :]))
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)  # (B, H, T, E)
         else:
             out = local_attention(q, k, v, valid, self.radius)

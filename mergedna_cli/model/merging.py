@@ -40,9 +40,16 @@ def exact_budget_targets(n_real: torch.Tensor, keep_num: int, keep_den: int) -> 
 
 
 def _rank_desc(priority: torch.Tensor) -> torch.Tensor:
-    """Rank of each entry in its row, 0 = highest priority (ties broken by position)."""
-    order = priority.argsort(dim=1, descending=True, stable=True)
-    ranks = torch.arange(priority.shape[1], device=priority.device).expand_as(order)
+    """Rank of each entry in its row, 0 = highest priority.
+
+    A tiny left-favouring tie-breaker (1e-6 per position, far below any meaningful score gap)
+    makes equal scores, as in homopolymers, rank identically in PyTorch and ONNX Runtime.
+    topk over the whole row is a full sort that exports to ONNX (argsort(stable=True) does not).
+    """
+    T = priority.shape[1]
+    key = priority - torch.arange(T, device=priority.device, dtype=priority.dtype) * 1e-6
+    order = key.topk(T, dim=1).indices
+    ranks = torch.arange(T, device=priority.device).expand_as(order)
     return torch.empty_like(order).scatter_(1, order, ranks)
 
 

@@ -49,3 +49,42 @@ class TrainingReporter:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+class Logger:
+    """Log lines and a simple item counter on stderr; silent with --quiet."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.console = stderr_console()
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(message, highlight=False, soft_wrap=True)
+
+    def counter(self, label: str):
+        return _Counter(self, label)
+
+
+class _Counter:
+    def __init__(self, logger: Logger, label: str):
+        self.logger, self.label, self.n = logger, label, 0
+        self.show = not logger.quiet and sys.stderr.isatty()
+        self._progress = None
+
+    def __enter__(self):
+        if self.show:
+            self._progress = Progress(TextColumn(self.label), TextColumn("{task.completed:,}"),
+                                      console=self.logger.console, transient=True)
+            self._task = self._progress.add_task(self.label, total=None)
+            self._progress.start()
+        return self.tick
+
+    def tick(self) -> None:
+        self.n += 1
+        if self._progress is not None and self.n % 64 == 0:
+            self._progress.update(self._task, completed=self.n)
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.stop()

@@ -11,9 +11,12 @@ order 0 is the unigram. With weighted counts c_j(ctx, b) and n_j(ctx) = sum_b c_
 
 where ctx' drops the outermost base on each side. Rare contexts thus fall back smoothly to the
 shorter ones and unseen contexts get exactly the order j-1 prediction. Each order has its own
-alpha_j; `select_k` picks them greedily (order 0 first) from a grid by validation CE. A position whose j-base
-context (either side) holds an N, or runs off the sequence, is predicted by the longest
-N-free order (the unigram when even an adjacent base is N).
+alpha_j; `select_k` picks them greedily (order 0 first) from a grid by validation CE.
+
+N handling. Counting skips every N centre, and a position counts in order j only if its j
+bases on each side are A/C/G/T. At prediction time a position whose k-base context holds an N
+(or runs off the sequence) is predicted by the longest N-free order: the unigram when an
+adjacent base is N, order 1 when the nearest N is 2 bases away, and so on.
 
 Context codes. The order-j code puts the outermost pair of bases in the lowest digits,
 code_j = 16 * code_{j-1} + 4 * left_j + right_j, so code_{j-1} = code_j >> 4: one pass computes
@@ -44,7 +47,7 @@ from ..alphabet import N, N_BASES, reverse_complement
 
 CHUNK = 1 << 21          # positions per counting chunk (a few 16 MB temporaries)
 EVAL_CHUNK = 1 << 18     # positions per scoring chunk (k+1 look-ups of 8 MB each)
-MAX_K = 8                # 4^17 keys still fit in int64 arithmetic; memory is the real limit
+MAX_K = 7                # the order-7 table alone is 4.3 GB (k=6: 268 MB)
 DEFAULT_ALPHAS = tuple(2.0 ** e for e in range(-2, 13))   # 0.25 .. 4096, the alpha grid
 
 
@@ -55,15 +58,19 @@ def _padded(ids: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def _context_codes(padded: np.ndarray, centres: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _context_codes(padded: np.ndarray, centres: np.ndarray | None, k: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Order-k context codes (int64, N read as A) and the longest N-free order (int8, 0..k)
-    for centre indices `centres` into a k-padded id array."""
-    code = np.zeros(len(centres), dtype=np.int64)
-    order = np.zeros(len(centres), dtype=np.int8)
-    alive = np.ones(len(centres), dtype=bool)
+    for centre indices `centres` into a k-padded id array (None: every centre, k..len-k)."""
+    n = len(padded) - 2 * k if centres is None else len(centres)
+    code = np.zeros(n, dtype=np.int64)
+    order = np.zeros(n, dtype=np.int8)
+    alive = np.ones(n, dtype=bool)
     for j in range(1, k + 1):
-        left = padded[centres - j]
-        right = padded[centres + j]
+        if centres is None:  # contiguous: slices, no gather
+            left, right = padded[k - j:k - j + n], padded[k + j:k + j + n]
+        else:
+            left, right = padded[centres - j], padded[centres + j]
         code <<= 4
         code |= (np.minimum(left, 3).astype(np.int64) << 2) | np.minimum(right, 3)
         alive &= (left < N_BASES) & (right < N_BASES)
@@ -108,13 +115,12 @@ def count_tables(arrays: Sequence[np.ndarray], weights: Sequence[float] | None, 
             for strand in strands:
                 seq = reverse_complement(piece) if strand else piece
                 centre = seq[k:k + hi - lo]
-                code, order = _context_codes(seq, np.arange(k, k + hi - lo), k)
+                code, order = _context_codes(seq, None, k)
                 ok = centre < N_BASES
                 for j in range(k + 1):
                     sel = ok & (order == j)
                     keys = ((code[sel] >> (4 * (k - j))) << 2) | centre[sel]
-                    if j <= 7:  # keys < 4^15: sort / count as uint32
-                        keys = keys.astype(np.uint32)
+                    keys = keys.astype(np.uint32)  # < 4^15: sorts faster than int64
                     _accumulate(direct[j], keys, w)
     # fold each order into the one below: rows c*16 .. c*16+15 share the shorter context c
     for j in range(k, 0, -1):

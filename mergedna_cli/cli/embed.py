@@ -1,0 +1,51 @@
+"""`mergedna embed`: pooled embeddings of regions."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import UsageError
+from .app import app
+from .options import Backend, BatchSize, Debug, Device, Model, Quiet, Strand, Threads
+
+
+@app.command()
+def embed(
+    fasta: Annotated[Path, typer.Option("--fasta", help="Reference FASTA (plain or bgzip, .fai built if missing).")],
+    out: Annotated[str, typer.Option("-o", "--out", help="Output: .parquet, .tsv or .npz.")],
+    regions: Annotated[Optional[Path], typer.Option("--regions", help="BED of regions (0-based).")] = None,
+    region: Annotated[Optional[list[str]], typer.Option("--region", help="chr:start-end (1-based, inclusive) or a contig; repeatable.")] = None,
+    per_token: Annotated[bool, typer.Option("--per-token", help="Also write each learned token's span and vector.")] = False,
+    model: Model = None,
+    backend: Backend = "torch",
+    device: Device = "auto",
+    batch_size: BatchSize = 16,
+    strand: Strand = "both",
+    threads: Threads = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """One row per region: coordinates, name and the size-weighted mean of its token vectors."""
+    from ..io.reference import Reference
+    from ..io.regions import parse_region, read_bed
+    from ..pipelines.backend_factory import make_backend
+    from ..pipelines.embed import run_embed
+    from ..pipelines.progress import Logger
+
+    if (regions is None) == (not region):
+        raise UsageError("give either --regions BED or one or more --region")
+    if strand not in ("both", "forward"):
+        raise UsageError(f"--strand must be both or forward, got '{strand}'")
+    log = Logger(quiet)
+    reference = Reference(fasta)
+    items = read_bed(str(regions)) if regions else (parse_region(r, reference.lengths) for r in region)
+    engine_backend = make_backend(model, backend, device, threads, log=log.info)
+    with log.counter("embedding regions") as tick:
+        n = run_embed(engine_backend, reference, items, out, per_token, batch_size, strand, on_region=tick)
+    for user, ref in reference.renames.items():
+        log.info(f"contig '{user}' matched to reference contig '{ref}'")
+    log.info(f"wrote {n} regions to {out}")

@@ -1,0 +1,1 @@
+"""Inference engine: windows, batching, backends (numpy in, numpy out)."""

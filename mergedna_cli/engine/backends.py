@@ -1,0 +1,86 @@
+"""Backends run the inference graph: numpy ids in, numpy arrays out.
+
+`TorchBackend` runs the PyTorch model (CPU or CUDA); `OnnxBackend` runs an exported graph in ONNX
+Runtime (CPU, or CUDA where onnxruntime-gpu is installed). Both return the same BackendOutput.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError, UsageError
+
+
+@dataclass
+class BackendOutput:
+    log_probs: np.ndarray      # (B, N, 4) float32, natural log, over A C G T
+    token_vectors: np.ndarray  # (B, L, D) float32
+    token_sizes: np.ndarray    # (B, L) int64, 0 for PAD tokens
+    token_mask: np.ndarray     # (B, L) bool
+    base2tok: np.ndarray       # (B, N) int64
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, model_dir: str | os.PathLike, device: str = "auto", threads: int | None = None):
+        import torch
+
+        from ..model import load_model
+        from .graph import InferenceGraph
+
+        if threads:
+            torch.set_num_threads(threads)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise UsageError("--device cuda requested but torch sees no CUDA device")
+        self.device = torch.device(device)
+        self.model = load_model(model_dir, device=self.device)
+        self.graph = InferenceGraph(self.model)
+        self.config = self.model.config
+
+    def run(self, ids: np.ndarray) -> BackendOutput:
+        import torch
+
+        with torch.inference_mode():
+            out = self.graph(torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64)).to(self.device))
+        return BackendOutput(*(t.cpu().numpy() for t in out))
+
+
+class OnnxBackend:
+    name = "onnx"
+
+    def __init__(self, onnx_path: str | os.PathLike, config, device: str = "auto",
+                 threads: int | None = None):
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" not in available:
+                raise UsageError("--device cuda with --backend onnx needs onnxruntime-gpu "
+                                 f"(available providers: {', '.join(available)})")
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        elif device == "auto" and "CUDAExecutionProvider" in available:
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        else:
+            providers = ["CPUExecutionProvider"]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or 0
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        if not Path(onnx_path).is_file():
+            raise ModelError(f"ONNX graph '{onnx_path}' does not exist")
+        try:
+            self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own, unexported exception types
+            raise ModelError(f"cannot load ONNX graph '{onnx_path}': {str(exc).splitlines()[0]}") from None
+        self.config = config
+
+    def run(self, ids: np.ndarray) -> BackendOutput:
+        out = self.session.run(None, {"ids": np.ascontiguousarray(ids, dtype=np.int64)})
+        return BackendOutput(*out)

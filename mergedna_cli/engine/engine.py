@@ -1,0 +1,131 @@
+"""The inference engine: regions -> windows -> batches -> backend -> per-region numpy results.
+
+One engine serves every inference command. It batches windows across regions, optionally
+averages the forward and reverse-complement strands, and streams results back in input order,
+so memory does not grow with the number of regions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..alphabet import reverse_complement
+from ..io.reference import Reference
+from ..io.regions import Region
+from .backends import BackendOutput
+from .windows import Window, default_flank, tile
+
+
+@dataclass
+class RegionEmbedding:
+    region: Region               # as given by the user (contig name as in the input)
+    embedding: np.ndarray        # (D,) float32: mean over the region's bases of their token vector
+    token_starts: np.ndarray | None = None  # per-token spans (forward strand), contig coordinates
+    token_ends: np.ndarray | None = None
+    token_vectors: np.ndarray | None = None
+
+
+@dataclass
+class _Pending:
+    region: Region
+    n_windows: int
+    total: np.ndarray
+    bases: int = 0
+    done: int = 0
+    starts: list = field(default_factory=list)
+    ends: list = field(default_factory=list)
+    vectors: list = field(default_factory=list)
+
+
+def per_base_vectors(out: BackendOutput) -> np.ndarray:
+    """Unmerge: every base takes its token's vector, (B, N, D)."""
+    return np.take_along_axis(out.token_vectors, out.base2tok[..., None], axis=1)
+
+
+class Engine:
+    def __init__(self, backend, reference: Reference, batch_size: int = 16,
+                 flank: int | None = None, strands: str = "both"):
+        self.backend, self.reference = backend, reference
+        self.context = backend.config.context
+        self.flank = default_flank(self.context) if flank is None else flank
+        self.batch_size, self.both_strands = batch_size, strands == "both"
+
+    def _windows(self, regions: Iterable[Region]) -> Iterator[tuple[int, Region, int, Window | None]]:
+        for index, region in enumerate(regions):
+            contig = self.reference.require(region.chrom)
+            windows = list(tile(contig, region.start, region.end, self.context, self.flank))
+            for window in windows:
+                yield index, region, len(windows), window
+
+    def _run(self, ids: np.ndarray) -> tuple[BackendOutput, BackendOutput | None]:
+        if not self.both_strands:
+            return self.backend.run(ids), None
+        out = self.backend.run(np.concatenate([ids, reverse_complement(ids)]))
+        n = len(ids)
+        split = lambda a: (a[:n], a[n:])  # noqa: E731
+        fwd, rev = zip(*(split(getattr(out, f)) for f in BackendOutput.__dataclass_fields__))
+        return BackendOutput(*fwd), BackendOutput(*rev)
+
+    def embed(self, regions: Iterable[Region], per_token: bool = False) -> Iterator[RegionEmbedding]:
+        """Pooled embedding of every region, in input order (streamed)."""
+        pending: dict[int, _Pending] = {}
+        next_out = 0
+        batch: list[tuple[int, Window]] = []
+
+        def flush() -> Iterator[RegionEmbedding]:
+            nonlocal next_out
+            ids = np.stack([self.reference.fetch_ids(w.contig, w.start, w.end) for _, w in batch])
+            fwd, rev = self._run(ids)
+            vec_f = per_base_vectors(fwd)
+            vec_r = per_base_vectors(rev)[:, ::-1] if rev is not None else None
+            for row, (index, window) in enumerate(batch):
+                p = pending[index]
+                keep = window.keep_slice
+                kept = vec_f[row, keep].astype(np.float64).sum(0)
+                if vec_r is not None:
+                    kept = 0.5 * (kept + vec_r[row, keep].astype(np.float64).sum(0))
+                p.total += kept
+                p.bases += keep.stop - keep.start
+                if per_token:
+                    self._collect_tokens(p, fwd, row, window)
+                p.done += 1
+            batch.clear()
+            while next_out in pending and pending[next_out].done == pending[next_out].n_windows:
+                yield self._finish(pending.pop(next_out))
+                next_out += 1
+
+        for index, region, n_windows, window in self._windows(regions):
+            if index not in pending:
+                pending[index] = _Pending(region, n_windows, np.zeros(self.backend_dim, np.float64))
+            batch.append((index, window))
+            if len(batch) == self.batch_size:
+                yield from flush()
+        if batch:
+            yield from flush()
+
+    @property
+    def backend_dim(self) -> int:
+        return self.backend.config.d_model
+
+    @staticmethod
+    def _collect_tokens(p: _Pending, out: BackendOutput, row: int, window: Window) -> None:
+        """Token spans overlapping the kept part, clipped to it (tokens are decided per window)."""
+        keep = window.keep_slice
+        tok = out.base2tok[row, keep]
+        first = np.flatnonzero(np.r_[True, tok[1:] != tok[:-1]])  # first kept base of each token
+        ends = np.r_[first[1:], len(tok)]
+        p.starts.append(window.keep_start + first)
+        p.ends.append(window.keep_start + ends)
+        p.vectors.append(out.token_vectors[row, tok[first]])
+
+    @staticmethod
+    def _finish(p: _Pending) -> RegionEmbedding:
+        result = RegionEmbedding(p.region, (p.total / max(p.bases, 1)).astype(np.float32))
+        if p.starts:
+            result.token_starts = np.concatenate(p.starts)
+            result.token_ends = np.concatenate(p.ends)
+            result.token_vectors = np.concatenate(p.vectors).astype(np.float32)
+        return result

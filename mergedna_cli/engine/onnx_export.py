@@ -1,0 +1,100 @@
+"""Export the inference graph to ONNX and prove it matches PyTorch before keeping it.
+
+The graph has dynamic batch and length axes. After export, ONNX Runtime and PyTorch run the same
+real sequences (several batch sizes and lengths) and the file is kept only if every per-base
+log-probability and token vector agrees within `tolerance` and the token maps are identical.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MergeDNAError, ModelError
+from .graph import OUTPUT_NAMES
+
+DEFAULT_TOLERANCE = 1e-4
+OPSET = 18
+
+
+@dataclass
+class ParityReport:
+    max_abs_log_prob: float
+    max_abs_vector: float
+    tokens_identical: bool
+    cases: int
+
+    def ok(self, tolerance: float) -> bool:
+        return (self.tokens_identical and self.max_abs_log_prob <= tolerance
+                and self.max_abs_vector <= tolerance)
+
+
+class ParityError(MergeDNAError):
+    pass
+
+
+def parity_check(torch_backend, onnx_backend, sequences: list[np.ndarray]) -> ParityReport:
+    """Compare both backends on each id batch in `sequences`."""
+    lp, vec, same = 0.0, 0.0, True
+    for ids in sequences:
+        a, b = torch_backend.run(ids), onnx_backend.run(ids)
+        lp = max(lp, float(np.abs(a.log_probs - b.log_probs).max()))
+        mask = a.token_mask[..., None]
+        vec = max(vec, float(np.abs((a.token_vectors - b.token_vectors) * mask).max()))
+        same &= (np.array_equal(a.base2tok, b.base2tok) and np.array_equal(a.token_sizes, b.token_sizes)
+                 and np.array_equal(a.token_mask, b.token_mask))
+    return ParityReport(lp, vec, bool(same), len(sequences))
+
+
+def export_onnx(model_dir: str | os.PathLike, out_path: str | os.PathLike, check_ids: list[np.ndarray],
+                tolerance: float = DEFAULT_TOLERANCE) -> ParityReport:
+    """Export, check against PyTorch on `check_ids`, and move into place only if it passes."""
+    import torch
+
+    from ..model import load_model
+    from .backends import OnnxBackend, TorchBackend
+    from .graph import InferenceGraph
+
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.tmp{os.getpid()}")
+    model = load_model(model_dir)
+    example = torch.from_numpy(check_ids[0][:1].astype(np.int64))
+    axes = {"ids": {0: "batch", 1: "length"}, "log_probs": {0: "batch", 1: "length"},
+            "base2tok": {0: "batch", 1: "length"}}
+    axes.update({name: {0: "batch", 1: "tokens"} for name in ("token_vectors", "token_sizes", "token_mask")})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(InferenceGraph(model), (example,), str(tmp), input_names=["ids"],
+                              output_names=list(OUTPUT_NAMES), dynamic_axes=axes,
+                              opset_version=OPSET, dynamo=False)
+        except Exception as exc:
+            tmp.unlink(missing_ok=True)
+            raise ModelError(f"ONNX export failed: {str(exc).splitlines()[0]}") from None
+    report = parity_check(TorchBackend(model_dir, device="cpu"), OnnxBackend(tmp, model.config, "cpu"),
+                          check_ids)
+    if not report.ok(tolerance):
+        tmp.unlink(missing_ok=True)
+        raise ParityError(
+            f"exported graph disagrees with PyTorch (max |log p| diff {report.max_abs_log_prob:.2e}, "
+            f"max |vector| diff {report.max_abs_vector:.2e}, tokens identical: "
+            f"{report.tokens_identical}; tolerance {tolerance:g}); not written")
+    os.replace(tmp, out_path)
+    return report
+
+
+def cached_onnx_path(model_dir: str | os.PathLike) -> Path:
+    """Where `--backend onnx` keeps the graph exported for a model: next to the weights when
+    shipped (model.onnx), else in the user cache keyed by the weights' sha256."""
+    from ..model.serialization import weights_sha256
+
+    shipped = Path(model_dir) / "model.onnx"
+    if shipped.is_file():
+        return shipped
+    cache = Path(os.environ.get("MERGEDNA_CACHE", Path.home() / ".cache" / "mergedna"))
+    return cache / "onnx" / f"{weights_sha256(model_dir)[:16]}.onnx"

@@ -1,0 +1,119 @@
+"""Streaming writers for region embeddings: parquet, TSV or .npz, chosen by extension.
+
+Parquet and TSV are written in row batches (flat memory); .npz is assembled in memory at the end.
+Every writer writes to a temporary name and renames on success.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError
+
+FORMATS = {".parquet": "parquet", ".tsv": "tsv", ".npz": "npz"}
+
+
+def format_for(path: str) -> str:
+    for suffix, fmt in FORMATS.items():
+        if str(path).endswith(suffix):
+            return fmt
+    raise UsageError(f"output '{path}': choose an extension among {', '.join(FORMATS)}")
+
+
+class EmbeddingWriter:
+    def __init__(self, path: str, dim: int, per_token: bool, batch_rows: int = 512):
+        self.path, self.dim, self.per_token = Path(path), dim, per_token
+        self.format = format_for(path)
+        if per_token and self.format == "tsv":
+            raise UsageError("--per-token needs a .parquet or .npz output (token lists do not fit a TSV row)")
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        self.rows: list[dict] = []
+        self.batch_rows = batch_rows
+        self._writer = None
+        self._npz: list[dict] = []
+        if self.format == "tsv":
+            self._tsv = open(self.tmp, "w")
+            self._tsv.write("\t".join(["chrom", "start", "end", "name"] +
+                                      [f"emb_{i}" for i in range(dim)]) + "\n")
+
+    def add(self, item) -> None:
+        r = item.region
+        row = {"chrom": r.chrom, "start": r.start, "end": r.end, "name": r.name,
+               "embedding": item.embedding}
+        if self.per_token:
+            row.update(token_starts=item.token_starts, token_ends=item.token_ends,
+                       token_vectors=item.token_vectors)
+        if self.format == "tsv":
+            self._tsv.write(f"{r.chrom}\t{r.start}\t{r.end}\t{r.name}\t" +
+                            "\t".join(f"{v:.6g}" for v in item.embedding) + "\n")
+            return
+        (self._npz if self.format == "npz" else self.rows).append(row)
+        if len(self.rows) >= self.batch_rows:
+            self._flush_parquet()
+
+    def _flush_parquet(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self.rows:
+            return
+        columns = {
+            "chrom": pa.array([r["chrom"] for r in self.rows], pa.string()),
+            "start": pa.array([r["start"] for r in self.rows], pa.int64()),
+            "end": pa.array([r["end"] for r in self.rows], pa.int64()),
+            "name": pa.array([r["name"] for r in self.rows], pa.string()),
+            "embedding": pa.FixedSizeListArray.from_arrays(
+                pa.array(np.concatenate([r["embedding"] for r in self.rows]), pa.float32()), self.dim),
+        }
+        if self.per_token:
+            columns["token_starts"] = pa.array([r["token_starts"] for r in self.rows], pa.list_(pa.int64()))
+            columns["token_ends"] = pa.array([r["token_ends"] for r in self.rows], pa.list_(pa.int64()))
+            columns["token_vectors"] = pa.array([list(r["token_vectors"]) for r in self.rows],
+                                                pa.list_(pa.list_(pa.float32(), self.dim)))
+        table = pa.table(columns)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.tmp, table.schema)
+        self._writer.write_table(table)
+        self.rows.clear()
+
+    def close(self) -> None:
+        if self.format == "tsv":
+            self._tsv.close()
+        elif self.format == "parquet":
+            self._flush_parquet()
+            if self._writer is None:  # no rows at all: still write a valid, empty file
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+                pq.write_table(pa.table({"chrom": pa.array([], pa.string())}), self.tmp)
+            else:
+                self._writer.close()
+        else:
+            arrays = {
+                "chrom": np.array([r["chrom"] for r in self._npz]),
+                "start": np.array([r["start"] for r in self._npz], dtype=np.int64),
+                "end": np.array([r["end"] for r in self._npz], dtype=np.int64),
+                "name": np.array([r["name"] for r in self._npz]),
+                "embedding": np.stack([r["embedding"] for r in self._npz]) if self._npz
+                else np.zeros((0, self.dim), np.float32),
+            }
+            if self.per_token:
+                counts = np.array([len(r["token_starts"]) for r in self._npz], dtype=np.int64)
+                arrays.update(token_offsets=np.r_[0, np.cumsum(counts)],
+                              token_starts=np.concatenate([r["token_starts"] for r in self._npz]),
+                              token_ends=np.concatenate([r["token_ends"] for r in self._npz]),
+                              token_vectors=np.concatenate([r["token_vectors"] for r in self._npz]))
+            with open(self.tmp, "wb") as handle:
+                np.savez(handle, **arrays)
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        try:
+            if self.format == "tsv":
+                self._tsv.close()
+            elif self._writer is not None:
+                self._writer.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)

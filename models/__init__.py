@@ -1,0 +1,1 @@
+"""Shipped pretrained models, installed as the package `mergedna_cli.shipped_models`."""
