@@ -219,13 +219,33 @@ def _load_yeast_prefix(corpus_dir, n_bases: int) -> torch.Tensor:
     return torch.from_numpy(encode(seq[:n_bases]).astype(np.int64))
 
 
+def _masked_eval(model, windows: torch.Tensor):
+    """AMTM on a fixed batch with a fixed mask generator: (amtm, CE per masked base)."""
+    model.eval()
+    with torch.no_grad():
+        losses = pretraining_losses(model, windows, 0.5, generator=torch.Generator().manual_seed(123))
+    model.train()
+    return losses.amtm.item(), losses.masked_ce.item()
+
+
 def test_tiny_model_learns_real_sequence(pretrain_corpus_dir):
+    """150 AdamW steps on 8 windows of 256 bases from the first 20 kb of yeast chrI.
+
+    AMTM = masked-base CE summed / masked tokens, so it also moves with the size of the masked
+    tokens as the tokenizer learns; the per-base masked CE on a fixed batch is the cleaner signal.
+    Measured over 9 init seeds (2-core CPU, training job running beside): fixed-batch masked CE
+    falls to 0.67-0.86 of its start (1.37-1.41 -> 0.93-1.21, ln 4 = 1.386); the running AMTM
+    (mean of last 20 steps / first 20) to 0.76-0.87. About 18 s.
+    """
     ids = _load_yeast_prefix(pretrain_corpus_dir, 20_000)
     assert len(ids) == 20_000 and int(ids.max()) <= 4
+    window, batch, steps = 256, 8, 150
+    eval_windows = torch.stack([ids[s: s + window] for s in range(0, 19_000, 1_200)])  # 16 fixed
     model = build_model(tiny_config(), seed=0).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.95), weight_decay=1e-8)
+    amtm0, ce0 = _masked_eval(model, eval_windows)
+    assert 1.2 < ce0 < 1.6, f"untrained masked CE {ce0:.3f} should be close to ln 4"
+    opt = torch.optim.AdamW(model.parameters(), lr=4e-3, betas=(0.9, 0.95), weight_decay=1e-8)
     gen = torch.Generator().manual_seed(0)
-    window, batch, steps = 256, 4, 300
     amtm = []
     start = time.perf_counter()
     for _ in range(steps):
@@ -238,11 +258,18 @@ def test_tiny_model_learns_real_sequence(pretrain_corpus_dir):
         opt.step()
         amtm.append(losses.amtm.item())
     elapsed = time.perf_counter() - start
+    amtm1, ce1 = _masked_eval(model, eval_windows)
     first, last = float(np.mean(amtm[:20])), float(np.mean(amtm[-20:]))
-    assert np.isfinite(amtm).all()
-    assert last < 0.85 * first, (
-        f"AMTM did not drop clearly in {steps} steps ({elapsed:.1f}s): first-20 mean {first:.3f}, "
-        f"last-20 mean {last:.3f} (ratio {last / first:.2f}, need < 0.85)")
+    report = (f"{steps} steps in {elapsed:.1f}s: running AMTM {first:.3f} -> {last:.3f} "
+              f"(ratio {last / first:.2f}); fixed-batch masked CE {ce0:.3f} -> {ce1:.3f} "
+              f"(ratio {ce1 / ce0:.2f}), AMTM {amtm0:.3f} -> {amtm1:.3f}")
+    print(report)
+    assert np.isfinite(amtm).all(), report
+    assert ce1 < 0.9 * ce0, "masked-base CE did not drop clearly: " + report
+    assert last < 0.9 * first, "AMTM did not drop clearly: " + report
+    # A masked base must stay hidden: reconstruction through a leak would drive the CE towards the
+    # MTR level (about 0.3 after this many steps), far below what context alone allows.
+    assert ce1 > 0.6, "masked CE is implausibly low, is the masked base visible? " + report
 
 
 # -- 10. config and presets ------------------------------------------------------------------

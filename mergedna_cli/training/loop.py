@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -80,6 +81,18 @@ def sample_compression(model: MergeDNA, rng: np.random.Generator) -> float:
     return float(np.clip(rng.normal(mean, sd), low, high))
 
 
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def truncate_metrics(path: Path, last_step: int) -> None:
+    """On resume, drop rows logged after the checkpoint (the killed run's tail is redone)."""
+    if path.is_file():
+        rows = [line for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line)["step"] <= last_step]
+        path.write_text("".join(row + "\n" for row in rows))
+
+
 class MetricsLog:
     """Appends one JSON object per line; only rank 0 writes."""
 
@@ -107,10 +120,12 @@ def run_pretraining(model: MergeDNA, optimizer: torch.optim.Optimizer, settings:
     if "sampler" in state:
         sampler.set_state(state["sampler"][rank] if isinstance(state["sampler"], list) else state["sampler"])
     metrics = MetricsLog(out_dir / "metrics.jsonl", rank == 0)
+    if rank == 0:
+        truncate_metrics(metrics.path, state["step"])
     bf16 = use_bf16(settings, device)
     bases_per_step = settings.batch_size * sampler.context * world
     step = state["step"]
-    window_start, window_bases, data_seconds = time.perf_counter(), 0, 0.0
+    window_start, window_bases, window_steps, data_seconds = time.perf_counter(), 0, 0, 0.0
     sums: dict[str, float] = {}
 
     def checkpoint() -> None:
@@ -125,6 +140,8 @@ def run_pretraining(model: MergeDNA, optimizer: torch.optim.Optimizer, settings:
             save_model(model, out_dir)
 
     reporter.start(total=settings.steps, completed=step)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)  # schedulers send SIGTERM: save, then stop
     try:
         while step < settings.steps:
             t0 = time.perf_counter()
@@ -142,13 +159,14 @@ def run_pretraining(model: MergeDNA, optimizer: torch.optim.Optimizer, settings:
             step += 1
             state["step"] = step
             window_bases += bases_per_step
+            window_steps += 1
             state["bases_seen"] += bases_per_step
             for key in ("total", "mtr", "latent_mtr", "amtm", "masked_ce", "masked_acc"):
                 sums[key] = sums.get(key, 0.0) + float(getattr(losses, key).detach())
             sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm)
             if step % settings.log_every == 0 or step == settings.steps:
                 elapsed = time.perf_counter() - window_start
-                n = settings.log_every if step % settings.log_every == 0 else step % settings.log_every
+                n = window_steps
                 row = {"step": step, "bases_seen": state["bases_seen"], "lr": settings.lr_at(step - 1),
                        **{k: round(v / n, 5) for k, v in sums.items()},
                        "bases_per_s": round(window_bases / elapsed, 1),
@@ -156,7 +174,8 @@ def run_pretraining(model: MergeDNA, optimizer: torch.optim.Optimizer, settings:
                 state["train_seconds"] += elapsed
                 metrics.write(row)
                 reporter.update(step, row)
-                window_start, window_bases, data_seconds, sums = time.perf_counter(), 0, 0.0, {}
+                window_start, window_bases, window_steps, data_seconds = time.perf_counter(), 0, 0, 0.0
+                sums = {}
             if val_windows is not None and rank == 0 and (
                     step % settings.val_every == 0 or step == settings.steps):
                 result = masked_base_eval(model, val_windows, spacing=32, phases=2)

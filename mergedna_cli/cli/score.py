@@ -1,0 +1,66 @@
+"""`mergedna score`: zero-shot variant effect scores."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import UsageError
+from .app import app
+from .options import Backend, BatchSize, Debug, Device, Model, Quiet, Strand, Threads
+
+
+@app.command()
+def score(
+    fasta: Annotated[Path, typer.Option("--fasta", help="Reference FASTA (plain or bgzip, indexed).")],
+    vcf: Annotated[str, typer.Option("--vcf", help="Input VCF/BCF (plain, bgzip or BCF); '-' for stdin.")],
+    out: Annotated[str, typer.Option("-o", "--out", help="Output: .vcf.gz (bgzip + tabix), .vcf, or '-' for stdout.")],
+    format: Annotated[Optional[str], typer.Option("--format", help="Write a table instead of a VCF: tsv or parquet.")] = None,
+    mask_spacing: Annotated[int, typer.Option("--mask-spacing", min=0, help="Masked bases sharing one pass are at least this far apart; 0 = one position per pass.")] = 64,
+    ref_mismatch: Annotated[str, typer.Option("--ref-mismatch", help="REF differs from the reference: flag (keep, status), skip (drop, list in --skipped) or error.")] = "flag",
+    skipped: Annotated[Optional[Path], typer.Option("--skipped", help="TSV listing every unscored allele and why.")] = None,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: score the I-th of N contiguous parts (1-based).")] = None,
+    model: Model = None,
+    backend: Backend = "torch",
+    device: Device = "auto",
+    batch_size: BatchSize = 16,
+    strand: Strand = "both",
+    threads: Threads = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Score every ALT allele; every input record is written, in input order."""
+    from ..io.reference import Reference
+    from ..model.serialization import weights_sha256
+    from ..model_dirs import resolve_model_dir
+    from ..pipelines.backend_factory import make_backend
+    from ..pipelines.progress import Logger
+    from ..pipelines.score import ScoreOptions, parse_shard, run_score
+
+    if ref_mismatch not in ("flag", "skip", "error"):
+        raise UsageError(f"--ref-mismatch must be flag, skip or error, got '{ref_mismatch}'")
+    if strand not in ("both", "forward"):
+        raise UsageError(f"--strand must be both or forward, got '{strand}'")
+    if format not in (None, "tsv", "parquet"):
+        raise UsageError(f"--format must be tsv or parquet, got '{format}'")
+    if format is None and out != "-" and not out.endswith((".vcf", ".vcf.gz", ".vcf.bgz")):
+        raise UsageError(f"output '{out}': use .vcf.gz, .vcf or '-', or pass --format tsv|parquet")
+    shard_spec = parse_shard(shard)
+    log = Logger(quiet)
+    reference = Reference(fasta)
+    model_dir = resolve_model_dir(model)
+    engine_backend = make_backend(str(model_dir), backend, device, threads, log=log.info)
+    options = ScoreOptions(strand=strand, mask_spacing=mask_spacing or None, ref_mismatch=ref_mismatch,
+                           batch_size=batch_size)
+    with log.counter("scoring records") as tick:
+        summary = run_score(engine_backend, reference, vcf, out, options, model_dir.name,
+                            weights_sha256(model_dir), table_format=format,
+                            skipped=str(skipped) if skipped else None, shard=shard_spec,
+                            argv=sys.argv[1:], log=log.info, on_records=lambda n: [tick() for _ in range(n)])
+    for user, ref in reference.renames.items():
+        log.info(f"contig '{user}' matched to reference contig '{ref}'")
+    counts = ", ".join(f"{status} {n}" for status, n in summary.alleles.most_common())
+    log.info(f"scored {summary.records} records ({counts})")
