@@ -42,6 +42,19 @@ class MergeDNAConfig:
         if isinstance(self.train_compression, list):
             self.train_compression = tuple(self.train_compression)
         problems = []
+        positive = ("d_model", "n_heads", "d_group", "context", "max_token_offset", "n_local_encoder",
+                    "n_latent_encoder", "n_local_decoder")
+        problems += [f"{name} must be >= 1, got {getattr(self, name)}" for name in positive
+                     if getattr(self, name) < 1]
+        problems += [f"{name} must be >= 0, got {getattr(self, name)}"
+                     for name in ("n_latent_decoder", "latent_merge_blocks") if getattr(self, name) < 0]
+        if not 0.0 < self.latent_ratio <= 1.0:
+            problems.append(f"latent_ratio must be in (0, 1], got {self.latent_ratio}")
+        if len(self.train_compression) != 4 or not (
+                0.05 <= self.train_compression[2] <= self.train_compression[0] <= self.train_compression[3] <= 1.0):
+            problems.append("train_compression must be (mean, sd, low, high) with 0.05 <= low <= mean <= high <= 1")
+        if problems:
+            raise ModelError("invalid model config: " + "; ".join(problems))
         if self.d_model % self.n_heads:
             problems.append(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
         if (self.d_model // self.n_heads) % 2:
@@ -52,8 +65,6 @@ class MergeDNAConfig:
             problems.append(f"compression must be in [0.05, 1], got {self.compression}")
         if not 0.0 < self.mask_fraction < 1.0:
             problems.append(f"mask_fraction must be in (0, 1), got {self.mask_fraction}")
-        if self.n_local_encoder < 1 or self.n_latent_encoder < 1 or self.n_local_decoder < 1:
-            problems.append("every stack needs at least one block (latent decoder may have 0)")
         if problems:
             raise ModelError("invalid model config: " + "; ".join(problems))
 

@@ -50,7 +50,7 @@ class InferenceOutput(NamedTuple):
     token_vectors: torch.Tensor  # (B, L, D) latent encoder output per local token
     token_sizes: torch.Tensor    # (B, L) bases per token, 0 for PAD tokens
     token_mask: torch.Tensor     # (B, L) True for real tokens
-    base2tok: torch.Tensor       # (B, N) token index of every base
+    base2tok: torch.Tensor       # (B, N) token index of every base, -1 for PAD bases
 
 
 def _blocks(cfg: MergeDNAConfig, n: int, local: bool) -> nn.ModuleList:
@@ -174,4 +174,5 @@ class MergeDNA(nn.Module):
         logits = self.decode(h, tokens)
         valid = tokens.state.valid
         sizes = torch.where(valid, tokens.state.size, torch.zeros_like(tokens.state.size)).round().long()
-        return InferenceOutput(logits, h, sizes, valid, tokens.base2tok)
+        base2tok = tokens.base2tok.masked_fill(~tokens.base_valid, -1)  # PAD bases: no token
+        return InferenceOutput(logits, h, sizes, valid, base2tok)

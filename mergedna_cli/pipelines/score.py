@@ -232,19 +232,7 @@ def _strip_own_info(variant: Variant) -> None:
 
 
 def command_line(argv: list[str]) -> str:
-    """The command as typed, minus --shard (so sharded outputs concatenate to a full run's)."""
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        if arg == "--shard":
-            skip = True
-            continue
-        if arg.startswith("--shard="):
-            continue
-        out.append(arg)
-    return " ".join(shlex.quote(a) for a in ["mergedna", *out])
+    return " ".join(shlex.quote(a) for a in ["mergedna", *argv])
 
 
 @dataclass

@@ -1,0 +1,185 @@
+"""`mergedna score` on real BRCA1 variants and hand-made edge cases (tiny random model)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mergedna_cli.model import MergeDNA, MergeDNAConfig, save_model
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REF = SHARED / "grch38_chr17_brca1_region" / "GRCh38_chr17_brca1_region.fa.gz"
+CLINVAR = SHARED / "clinvar_brca1_2018" / "variants.vcf.gz"
+
+pytestmark = pytest.mark.skipif(not REF.exists(), reason=f"shared data not found at {SHARED}")
+needs_bcftools = pytest.mark.skipif(shutil.which("bcftools") is None, reason="bcftools not installed")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    save_model(MergeDNA(MergeDNAConfig.preset("tiny")), path)
+    return path
+
+
+def mergedna(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mergedna_cli", *args], capture_output=True, text=True,
+                          input=stdin, timeout=300, env={**os.environ, "MERGEDNA_CACHE": "/tmp/mdna-test-cache"})
+
+
+def score_args(model_dir, vcf, out, *extra) -> list[str]:
+    return ["score", "--model", str(model_dir), "--fasta", str(REF), "--vcf", str(vcf), "-o", str(out),
+            "--threads", "1", "--quiet", *extra]
+
+
+def body(path: Path) -> list[list[str]]:
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt") as handle:
+        return [line.rstrip("\n").split("\t") for line in handle if not line.startswith("#")]
+
+
+@pytest.fixture(scope="module")
+def edge_vcf(tmp_path_factory) -> Path:
+    """Records exercising every status, chromosome naming and multi-allelic handling."""
+    ref_base = subprocess.run(["python", "-c", f"import pysam;print(pysam.FastaFile('{REF}').fetch('chr17',43045704,43045706))"],
+                              capture_output=True, text=True).stdout.strip()
+    assert ref_base == "TA"
+    lines = [
+        "##fileformat=VCFv4.2",
+        '##INFO=<ID=X,Number=1,Type=Float,Description="an original field">',
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO",
+        "chr17\t43045705\tsnv_multi\tT\tA,C,G\t50\tPASS\tX=0.1234567",
+        "17\t43045705\tno_chr_prefix\tT\tG\t.\t.\t.",
+        "chr17\t43045705\tmismatch\tG\tA\t.\t.\t.",
+        "chr17\t43045705\tsymbolic\tT\t<DEL>,*\t.\t.\t.",
+        "chr17\t43045705\tmnv\tTA\tGC\t.\t.\t.",
+        "chr17\t43045705\tdeletion\tTA\tT\t.\t.\t.",
+        "chr17\t43045705\tinsertion\tT\tTGGC\t.\t.\t.",
+        "chr17\t1000\tref_is_n\tN\tA\t.\t.\t.",
+        "chrUn\t5\tmissing_contig\tA\tC\t.\t.\t.",
+        "chr17\t83257441\tcontig_end\tN\tC\t.\t.\t.",
+        "chr17\t43045706\tiupac_alt\tA\tR\t.\t.\t.",
+    ]
+    path = tmp_path_factory.mktemp("vcf") / "edge.vcf"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_every_record_kept_in_order_with_statuses(model_dir, edge_vcf, tmp_path):
+    out, skipped = tmp_path / "out.vcf", tmp_path / "skipped.tsv"
+    run = mergedna(*score_args(model_dir, edge_vcf, out, "--skipped", str(skipped)))
+    assert run.returncode == 0, run.stderr
+    records = body(out)
+    original = body(edge_vcf)
+    assert [r[2] for r in records] == [r[2] for r in original]
+    for new, old in zip(records, original):
+        assert new[:7] == old[:7]
+        if old[7] != ".":
+            assert new[7].startswith(old[7] + ";")  # original INFO untouched, keys appended
+    info = {r[2]: dict(kv.split("=", 1) for kv in r[7].split(";") if "=" in kv) for r in records}
+    assert info["snv_multi"]["MDNA_STATUS"] == "ok,ok,ok"
+    assert len(info["snv_multi"]["MDNA_SCORE"].split(",")) == 3
+    assert info["no_chr_prefix"]["MDNA_STATUS"] == "ok"
+    assert info["no_chr_prefix"]["MDNA_SCORE"] == info["snv_multi"]["MDNA_SCORE"].split(",")[2]
+    assert info["mismatch"]["MDNA_STATUS"] == "ref_mismatch" and info["mismatch"]["MDNA_SCORE"] == "."
+    assert info["symbolic"]["MDNA_STATUS"] == "symbolic_allele,spanning_deletion"
+    assert info["mnv"]["MDNA_METHOD"] == "mnv_llr_sum"
+    assert info["deletion"]["MDNA_METHOD"] == info["insertion"]["MDNA_METHOD"] == "indel_embedding_cosine"
+    assert float(info["deletion"]["MDNA_SCORE"]) <= 0.0
+    assert info["ref_is_n"]["MDNA_STATUS"] == "non_acgt_allele"
+    assert info["missing_contig"]["MDNA_STATUS"] == "contig_not_in_reference"
+    assert info["iupac_alt"]["MDNA_STATUS"] == "non_acgt_allele"
+    reasons = [line.split("\t")[-1] for line in skipped.read_text().splitlines()[1:]]
+    assert sorted(reasons) == sorted(["ref_mismatch", "symbolic_allele", "spanning_deletion", "non_acgt_allele",
+                                      "contig_not_in_reference", "non_acgt_allele", "non_acgt_allele"])
+
+
+def test_mnv_is_sum_of_its_snvs(model_dir, tmp_path):
+    vcf = tmp_path / "m.vcf"
+    vcf.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+                   "chr17\t43045705\ta\tT\tG\t.\t.\t.\nchr17\t43045706\tb\tA\tC\t.\t.\t.\n"
+                   "chr17\t43045705\tab\tTA\tGC\t.\t.\t.\n")
+    out = tmp_path / "m.tsv"
+    assert mergedna(*score_args(model_dir, vcf, out, "--format", "tsv", "--mask-spacing", "0")).returncode == 0
+    rows = [line.split("\t") for line in out.read_text().splitlines()[1:]]
+    a, b, ab = (float(r[5]) for r in rows)
+    assert ab == pytest.approx(a + b, abs=2e-4)
+
+
+def test_ref_mismatch_skip_and_error(model_dir, edge_vcf, tmp_path):
+    out = tmp_path / "o.vcf"
+    run = mergedna(*score_args(model_dir, edge_vcf, out, "--ref-mismatch", "skip"))
+    assert run.returncode == 0
+    assert "mismatch" not in [r[2] for r in body(out)] and len(body(out)) == len(body(edge_vcf)) - 1
+    run = mergedna(*score_args(model_dir, edge_vcf, out, "--ref-mismatch", "error"))
+    assert run.returncode == 1
+    assert run.stderr.strip() == ("mergedna: error: REF mismatch at chr17:43045705: VCF has G, reference "
+                                  "has T (use --ref-mismatch flag|skip)")
+    assert not out.exists() or len(body(out)) == len(body(edge_vcf)) - 1  # earlier file untouched
+
+
+@needs_bcftools
+def test_vcf_gz_is_indexed_and_read_by_bcftools(model_dir, tmp_path):
+    out = tmp_path / "clinvar.vcf.gz"
+    run = mergedna(*score_args(model_dir, CLINVAR, out))
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "clinvar.vcf.gz.tbi").exists()
+    view = subprocess.run(["bcftools", "view", "-H", str(out)], capture_output=True, text=True)
+    assert view.returncode == 0 and len(view.stdout.splitlines()) == len(body(CLINVAR))
+    query = subprocess.run(["bcftools", "query", "-f", "%MDNA_SCORE\\t%MDNA_STATUS\\n", "-r",
+                            "chr17:43045700-43050000", str(out)], capture_output=True, text=True)
+    assert query.returncode == 0 and query.stdout.strip()
+    assert all(line.split("\t")[1] == "ok" for line in query.stdout.splitlines())
+
+
+def test_shards_concatenate_to_the_full_run(model_dir, tmp_path):
+    full = tmp_path / "full.vcf"
+    assert mergedna(*score_args(model_dir, CLINVAR, full)).returncode == 0
+    parts = []
+    for i in (1, 2, 3):
+        part = tmp_path / f"part{i}.vcf"
+        assert mergedna(*score_args(model_dir, CLINVAR, part, "--shard", f"{i}/3")).returncode == 0
+        parts.append(part.read_text())
+    def header(text):  # the recorded command line names each run's own output
+        return [line for line in text.splitlines() if line.startswith("#") and "mergedna_command" not in line]
+
+    records = [line for text in parts for line in text.splitlines() if not line.startswith("#")]
+    full_text = full.read_text()
+    assert records == [line for line in full_text.splitlines() if not line.startswith("#")]
+    assert all(header(text) == header(full_text) for text in parts)
+
+
+def test_deterministic_across_batch_sizes_and_stdin_stdout(model_dir, tmp_path):
+    a, b = tmp_path / "a.tsv", tmp_path / "b.tsv"
+    assert mergedna(*score_args(model_dir, CLINVAR, a, "--format", "tsv", "--batch-size", "2")).returncode == 0
+    assert mergedna(*score_args(model_dir, CLINVAR, b, "--format", "tsv", "--batch-size", "32")).returncode == 0
+    assert a.read_text() == b.read_text()
+    text = gzip.open(CLINVAR, "rt").read()
+    run = mergedna(*score_args(model_dir, "-", "-"), stdin=text)
+    assert run.returncode == 0
+    assert sum(1 for line in run.stdout.splitlines() if not line.startswith("#")) == len(body(CLINVAR))
+
+
+def test_bad_inputs_are_one_line_errors(model_dir, tmp_path):
+    bad = tmp_path / "bad.vcf"
+    bad.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\nchr17\tabc\t.\tA\tC\t.\t.\t.\n")
+    cases = [
+        (score_args(model_dir, tmp_path / "missing.vcf", tmp_path / "o.vcf"), 1, "does not exist"),
+        (score_args(model_dir, bad, tmp_path / "o.vcf"), 1, "POS 'abc' is not a positive integer"),
+        (score_args(model_dir, CLINVAR, tmp_path / "o.txt"), 2, "use .vcf.gz, .vcf or '-'"),
+        (score_args(model_dir, CLINVAR, tmp_path / "o.vcf", "--shard", "4/3"), 2, "--shard must be I/N"),
+    ]
+    for args, code, message in cases:
+        run = mergedna(*args)
+        assert run.returncode == code, (args, run.stderr)
+        assert run.stderr.startswith("mergedna: error:") and message in run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o.vcf").exists()
