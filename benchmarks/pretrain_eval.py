@@ -41,7 +41,7 @@ from mergedna_cli.training.kmer_baseline import (  # noqa: E402
 SHARED = REPO.parent / "shared" / "data"
 HELDOUT = SHARED / "pretrain_corpus" / "human_GRCh37_chr20_1Mb_vg1kgp.fa.gz"
 CORPUS_DIRS = [SHARED / "pretrain_corpus", SHARED / "pretrain_human_extra"]
-DEFAULT_EXCLUDE = REPO / "data" / "exclude_brca1_gene.bed"
+DEFAULT_EXCLUDE = REPO / "models" / "recipes" / "exclude_brca1_locus.bed"
 
 
 def _resolve(path: str, model_dir: Path) -> str:

@@ -65,16 +65,27 @@ def test_parse_region_strips_whitespace():
     assert (region.chrom, region.start, region.end, region.name) == ("chr2", 9, 20, "chr2:10-20")
 
 
-def test_parse_region_whole_contig_uses_lengths():
-    region = parse_region("chr1", {"chr1": 5000, "chr2": 10})
+def _reference(tmp_path, contigs: dict[str, int]) -> Reference:
+    fasta = tmp_path / "ref.fa"
+    fasta.write_text("".join(f">{name}\n{'A' * n}\n" for name, n in contigs.items()))
+    return Reference(fasta)
+
+
+def test_parse_region_whole_contig_uses_lengths(tmp_path):
+    region = parse_region("chr1", _reference(tmp_path, {"chr1": 5000, "chr2": 10}))
     assert (region.chrom, region.start, region.end) == ("chr1", 0, 5000)
     assert region.name == "chr1"
 
 
-def test_parse_region_whole_contig_unknown():
+def test_parse_region_whole_contig_matches_names(tmp_path):
+    region = parse_region("chr2", _reference(tmp_path, {"1": 50, "2": 10}))
+    assert (region.chrom, region.start, region.end) == ("chr2", 0, 10)
+
+
+def test_parse_region_whole_contig_unknown(tmp_path):
     with pytest.raises(InputError) as err:
-        parse_region("chrZ", {"chr1": 5000})
-    assert str(err.value) == "region 'chrZ': contig 'chrZ' is not in the reference"
+        parse_region("chrZ", _reference(tmp_path, {"chr1": 5000}))
+    assert str(err.value).startswith("contig 'chrZ' not in reference") and str(err.value).endswith("it has: chr1")
 
 
 @pytest.mark.parametrize("text", ["chr1:0-5", "chr1:10-5"])
@@ -352,3 +363,63 @@ def test_writer_abort_leaves_nothing(tmp_path, ext):
     writer.add(Item())
     writer.abort()
     assert list(tmp_path.iterdir()) == []
+
+
+class _Item:
+    def __init__(self, region: Region, dim: int, n_tokens: int = 0):
+        self.region = region
+        self.embedding = np.arange(dim, dtype=np.float32) + region.start
+        if n_tokens:
+            bounds = np.linspace(region.start, region.end, n_tokens + 1).astype(np.int64)
+            self.token_starts, self.token_ends = bounds[:-1], bounds[1:]
+            self.token_vectors = np.ones((n_tokens, dim), np.float32) * region.start
+
+
+@pytest.mark.parametrize("per_token", [False, True])
+def test_writer_parquet_columns(tmp_path, per_token):
+    import pyarrow.parquet as pq
+
+    target = tmp_path / "out.parquet"
+    writer = EmbeddingWriter(str(target), dim=4, per_token=per_token, batch_rows=2)
+    items = [_Item(Region("chr1", 10 * i, 10 * i + 10, f"r{i}"), 4, 3 if per_token else 0)
+             for i in range(5)]   # 5 rows in batches of 2: three row groups
+    for item in items:
+        writer.add(item)
+    writer.close()
+    data = pq.read_table(target).to_pydict()
+    assert data["name"] == [f"r{i}" for i in range(5)]
+    np.testing.assert_array_equal(np.array(data["embedding"]), np.stack([i.embedding for i in items]))
+    if per_token:
+        assert data["token_starts"][1] == [10, 13, 16] and data["token_ends"][1] == [13, 16, 20]
+        assert np.array(data["token_vectors"][4]).shape == (3, 4)
+    assert list(tmp_path.iterdir()) == [target]
+
+
+@pytest.mark.parametrize("per_token", [False, True])
+def test_writer_empty_parquet_keeps_schema(tmp_path, per_token):
+    import pyarrow.parquet as pq
+
+    full, empty = tmp_path / "full.parquet", tmp_path / "empty.parquet"
+    writer = EmbeddingWriter(str(full), dim=4, per_token=per_token)
+    writer.add(_Item(Region("chr1", 0, 10, "r"), 4, 2 if per_token else 0))
+    writer.close()
+    EmbeddingWriter(str(empty), dim=4, per_token=per_token).close()
+    table = pq.read_table(empty)
+    assert table.num_rows == 0
+    assert table.schema == pq.read_table(full).schema
+
+
+def test_writer_empty_npz(tmp_path):
+    target = tmp_path / "out.npz"
+    EmbeddingWriter(str(target), dim=4, per_token=False).close()
+    with np.load(target) as data:
+        assert data["embedding"].shape == (0, 4)
+        assert len(data["chrom"]) == 0
+
+
+def test_writer_empty_npz_per_token(tmp_path):
+    target = tmp_path / "out.npz"
+    EmbeddingWriter(str(target), dim=4, per_token=True).close()
+    with np.load(target) as data:
+        assert data["token_offsets"].tolist() == [0]
+        assert data["token_vectors"].shape == (0, 4)

@@ -10,6 +10,7 @@ import sys
 from typing import Annotated, Optional
 
 import typer
+from typer.exceptions import TyperException
 
 from .. import __version__
 from ..errors import MergeDNAError
@@ -43,14 +44,32 @@ def _register() -> None:
 _register()
 
 
+def _fail(message: str, code: int) -> None:
+    print(f"mergedna: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
 def main() -> None:
+    """Entry point: one-line errors and exit codes 0 / 1 (data, runtime) / 2 (usage)."""
+    debug = "--debug" in sys.argv
     try:
-        app()
-    except MergeDNAError as exc:
-        if "--debug" in sys.argv:
-            raise
-        print(f"mergedna: error: {exc}", file=sys.stderr)
+        result = app(standalone_mode=False)
+    except typer.Exit as exc:  # --version, --help
         sys.exit(exc.exit_code)
+    except TyperException as exc:  # bad or missing options: exit 2, on one line
+        if debug:
+            raise
+        _fail(exc.format_message().replace("\n", " "), getattr(exc, "exit_code", 2))
+    except typer.Abort:
+        _fail("interrupted", 130)
+    except MergeDNAError as exc:
+        if debug:
+            raise
+        _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        print("mergedna: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _fail("interrupted", 130)
+    except OSError as exc:  # an unwritable output folder, a full disk: name the file, no traceback
+        if debug:
+            raise
+        _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc), 1)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -10,6 +10,7 @@ import typer
 
 from ..errors import UsageError
 from .app import app
+from .paths import check_output
 from .options import Backend, BatchSize, Debug, Device, Model, Quiet, Strand, Threads
 
 
@@ -30,6 +31,7 @@ def embed(
     debug: Debug = False,
 ) -> None:
     """One row per region: coordinates, name and the size-weighted mean of its token vectors."""
+    from ..io.embedding_writer import format_for
     from ..io.reference import Reference
     from ..io.regions import parse_region, read_bed
     from ..pipelines.backend_factory import make_backend
@@ -40,9 +42,11 @@ def embed(
         raise UsageError("give either --regions BED or one or more --region")
     if strand not in ("both", "forward"):
         raise UsageError(f"--strand must be both or forward, got '{strand}'")
+    format_for(out)
+    check_output(out)
     log = Logger(quiet)
     reference = Reference(fasta)
-    items = read_bed(str(regions)) if regions else (parse_region(r, reference.lengths) for r in region)
+    items = read_bed(str(regions)) if regions else (parse_region(r, reference) for r in region)
     engine_backend = make_backend(model, backend, device, threads, log=log.info)
     with log.counter("embedding regions") as tick:
         n = run_embed(engine_backend, reference, items, out, per_token, batch_size, strand, on_region=tick)

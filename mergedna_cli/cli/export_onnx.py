@@ -27,7 +27,7 @@ def export_onnx_command(
     from ..pipelines.progress import Logger
 
     model_dir = resolve_model_dir(model)
-    path = out / "model.onnx" if out.is_dir() or not out.suffix else out
+    path = out / "model.onnx" if out.is_dir() or not out.suffix else out  # folders are created
     report = export_onnx(model_dir, path, parity_sequences(load_config(model_dir).context), tolerance)
     Logger(quiet).info(
         f"wrote {path}: ONNX Runtime vs PyTorch on {report.cases} real-sequence batches, max |log p| "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -20,9 +21,13 @@ def info(
     """Print a model's size, training data, held-out results and weights sha256."""
     from ..pipelines.info import model_facts
 
+    facts = {k: f"{v:,}" if isinstance(v, int) else str(v) for k, v in model_facts(model).items()}
+    if not sys.stdout.isatty():  # pipes and files get one "key<TAB>value" line per fact
+        print("\n".join(f"{k}\t{v}" for k, v in facts.items()))
+        return
     table = Table(show_header=False, box=None)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
-    for key, value in model_facts(model).items():
-        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
+    for key, value in facts.items():
+        table.add_row(key, value)
     Console().print(table)

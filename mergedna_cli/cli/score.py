@@ -10,6 +10,7 @@ import typer
 
 from ..errors import UsageError
 from .app import app
+from .paths import check_output
 from .options import Backend, BatchSize, Debug, Device, Model, Quiet, Strand, Threads
 
 
@@ -49,6 +50,9 @@ def score(
     if format is None and out != "-" and not out.endswith((".vcf", ".vcf.gz", ".vcf.bgz")):
         raise UsageError(f"output '{out}': use .vcf.gz, .vcf or '-', or pass --format tsv|parquet")
     shard_spec = parse_shard(shard)
+    check_output(out)
+    if skipped:
+        check_output(skipped)
     log = Logger(quiet)
     reference = Reference(fasta)
     model_dir = resolve_model_dir(model)

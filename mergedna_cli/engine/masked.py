@@ -46,16 +46,15 @@ def masked_log_probs(backend, reference, contig: str, positions: np.ndarray, spa
         return np.zeros((0, 4), np.float32)
     starts, pass_of = plan_passes(positions, context, flank, spacing)
     offset_in_window = positions - starts[pass_of]
-    lo, hi = int(starts.min()), int(starts.max()) + context
-    span = reference.fetch_ids(contig, lo, hi)  # one read for the whole chunk
     result = np.zeros((len(positions), 4), np.float64)
     order = np.argsort(pass_of, kind="stable")
     bounds = np.searchsorted(pass_of[order], np.arange(len(starts) + 1))
     per_batch = max(1, batch_size // 2) if both_strands else batch_size
-    arange = np.arange(context)
     for first in range(0, len(starts), per_batch):
         passes = np.arange(first, min(first + per_batch, len(starts)))
-        ids = span[(starts[passes] - lo)[:, None] + arange].astype(np.int64)  # (b, context)
+        # one read per window: memory stays bounded however far apart the variants are
+        ids = np.stack([reference.fetch_ids(contig, int(s), int(s) + context) for s in starts[passes]]
+                       ).astype(np.int64)  # (b, context)
         members = order[bounds[passes[0]]:bounds[passes[-1] + 1]]  # positions of these passes
         rows = pass_of[members] - first
         cols = offset_in_window[members]

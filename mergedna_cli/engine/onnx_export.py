@@ -76,8 +76,12 @@ def export_onnx(model_dir: str | os.PathLike, out_path: str | os.PathLike, check
         except Exception as exc:
             tmp.unlink(missing_ok=True)
             raise ModelError(f"ONNX export failed: {str(exc).splitlines()[0]}") from None
-    report = parity_check(TorchBackend(model_dir, device="cpu"), OnnxBackend(tmp, model.config, "cpu"),
-                          check_ids)
+    try:
+        report = parity_check(TorchBackend(model_dir, device="cpu"), OnnxBackend(tmp, model.config, "cpu"),
+                              check_ids)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     if not report.ok(tolerance):
         tmp.unlink(missing_ok=True)
         raise ParityError(

@@ -54,6 +54,15 @@ class EmbeddingWriter:
         if len(self.rows) >= self.batch_rows:
             self._flush_parquet()
 
+    def _schema(self):
+        import pyarrow as pa
+        fields = [("chrom", pa.string()), ("start", pa.int64()), ("end", pa.int64()), ("name", pa.string()),
+                  ("embedding", pa.list_(pa.float32(), self.dim))]
+        if self.per_token:
+            fields += [("token_starts", pa.list_(pa.int64())), ("token_ends", pa.list_(pa.int64())),
+                       ("token_vectors", pa.list_(pa.list_(pa.float32(), self.dim)))]
+        return pa.schema(fields)
+
     def _flush_parquet(self) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -73,7 +82,7 @@ class EmbeddingWriter:
             columns["token_ends"] = pa.array([r["token_ends"] for r in self.rows], pa.list_(pa.int64()))
             columns["token_vectors"] = pa.array([list(r["token_vectors"]) for r in self.rows],
                                                 pa.list_(pa.list_(pa.float32(), self.dim)))
-        table = pa.table(columns)
+        table = pa.table(columns, schema=self._schema())
         if self._writer is None:
             self._writer = pq.ParquetWriter(self.tmp, table.schema)
         self._writer.write_table(table)
@@ -84,27 +93,28 @@ class EmbeddingWriter:
             self._tsv.close()
         elif self.format == "parquet":
             self._flush_parquet()
-            if self._writer is None:  # no rows at all: still write a valid, empty file
-                import pyarrow as pa
+            if self._writer is None:  # no rows at all: an empty file with the full schema
                 import pyarrow.parquet as pq
-                pq.write_table(pa.table({"chrom": pa.array([], pa.string())}), self.tmp)
+                pq.write_table(self._schema().empty_table(), self.tmp)
             else:
                 self._writer.close()
         else:
             arrays = {
-                "chrom": np.array([r["chrom"] for r in self._npz]),
+                "chrom": np.array([r["chrom"] for r in self._npz], dtype=str),
                 "start": np.array([r["start"] for r in self._npz], dtype=np.int64),
                 "end": np.array([r["end"] for r in self._npz], dtype=np.int64),
-                "name": np.array([r["name"] for r in self._npz]),
+                "name": np.array([r["name"] for r in self._npz], dtype=str),
                 "embedding": np.stack([r["embedding"] for r in self._npz]) if self._npz
                 else np.zeros((0, self.dim), np.float32),
             }
             if self.per_token:
                 counts = np.array([len(r["token_starts"]) for r in self._npz], dtype=np.int64)
-                arrays.update(token_offsets=np.r_[0, np.cumsum(counts)],
-                              token_starts=np.concatenate([r["token_starts"] for r in self._npz]),
-                              token_ends=np.concatenate([r["token_ends"] for r in self._npz]),
-                              token_vectors=np.concatenate([r["token_vectors"] for r in self._npz]))
+                empty_vectors = [np.zeros((0, self.dim), np.float32)]
+                arrays.update(
+                    token_offsets=np.r_[0, np.cumsum(counts)].astype(np.int64),
+                    token_starts=np.concatenate([r["token_starts"] for r in self._npz] + [np.zeros(0, np.int64)]),
+                    token_ends=np.concatenate([r["token_ends"] for r in self._npz] + [np.zeros(0, np.int64)]),
+                    token_vectors=np.concatenate([r["token_vectors"] for r in self._npz] + empty_vectors))
             with open(self.tmp, "wb") as handle:
                 np.savez(handle, **arrays)
         os.replace(self.tmp, self.path)

@@ -36,6 +36,7 @@ class Reference:
         if not fai.is_file() and not os.access(Path(self.path).resolve().parent, os.W_OK):
             raise InputError(f"reference '{self.path}' has no .fai index and its folder is not "
                              f"writable; run `samtools faidx {self.path}` where you can write")
+        quiet = pysam.set_verbosity(0)  # our one-line error replaces htslib's own stderr lines
         try:
             self._fasta = pysam.FastaFile(self.path)
         except (OSError, ValueError) as exc:
@@ -43,6 +44,8 @@ class Reference:
             if self.path.endswith(".gz"):
                 hint = " (gzip FASTA must be bgzip-compressed: `zcat F.fa.gz | bgzip > F.bgz.fa.gz`)"
             raise InputError(f"cannot open reference '{self.path}': {exc}{hint}") from None
+        finally:
+            pysam.set_verbosity(quiet)
         self.lengths = dict(zip(self._fasta.references, self._fasta.lengths))
         self._renamed: dict[str, str | None] = {}
         self.renames: dict[str, str] = {}  # user name -> reference name, for logging once

@@ -23,16 +23,17 @@ class Region:
         return self.end - self.start
 
 
-def parse_region(text: str, lengths: dict[str, int] | None = None) -> Region:
-    """'chr1:1,001-2,000' -> Region('chr1', 1000, 2000); 'chr1' -> the whole contig (needs lengths)."""
+def parse_region(text: str, reference=None) -> Region:
+    """'chr1:1,001-2,000' -> Region('chr1', 1000, 2000); 'chr1' -> the whole contig (needs the
+    Reference, whose name matching applies: 'chr1' finds contig '1')."""
     match = _REGION.match(text.strip())
     if not match:
         raise InputError(f"region '{text}' is not chrom, or chrom:start-end (1-based, inclusive)")
     chrom = match["chrom"]
     if match["start"] is None:
-        if lengths is None or chrom not in lengths:
-            raise InputError(f"region '{text}': contig '{chrom}' is not in the reference")
-        return Region(chrom, 0, lengths[chrom], text.strip())
+        if reference is None:
+            raise InputError(f"region '{text}': a whole-contig region needs the reference")
+        return Region(chrom, 0, reference.lengths[reference.require(chrom)], text.strip())
     start, end = int(match["start"].replace(",", "")), int(match["end"].replace(",", ""))
     if start < 1 or end < start:
         raise InputError(f"region '{text}': start must be >= 1 and end >= start (1-based, inclusive)")

@@ -1,0 +1,160 @@
+"""Package a training run as a shipped model: weights, config, training record, evaluation,
+loss curve and MODEL_CARD.md.
+
+    python models/recipes/make_model_card.py --run runs/mergedna-small \
+        --eval runs/pretrain_eval.json --out models/mergedna-small
+
+`--eval` is the JSON written by `benchmarks/pretrain_eval.py --json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from mergedna_cli.model.serialization import load_config, weights_sha256  # noqa: E402
+
+
+def read_metrics(path: Path) -> tuple[list[dict], list[dict]]:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if "total" in r], [r for r in rows if "val_masked_acc" in r]
+
+
+def plot(train: list[dict], val: list[dict], kmer: dict, out: Path) -> None:
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.2))
+    seen = [r["bases_seen"] / 1e6 for r in train]
+    for key, label in (("total", "total"), ("mtr", "MTR"), ("latent_mtr", "latent MTR"), ("amtm", "AMTM")):
+        ax1.plot(seen, [r[key] for r in train], label=label, lw=1)
+    ax1.set(xlabel="bases seen (M)", ylabel="training loss", title="pre-training losses")
+    ax1.legend()
+    vseen = [r["bases_seen"] / 1e6 for r in val]
+    ax2.plot(vseen, [r["val_masked_acc"] for r in val], "o-", ms=3, label="MergeDNA (validation subset)")
+    ax3.plot(vseen, [r["val_masked_ce"] for r in val], "o-", ms=3, label="MergeDNA (validation subset)")
+    if kmer:
+        ax2.axhline(kmer["accuracy"], color="gray", ls="--", label=f"k-mer baseline (k={kmer['k']}, full held-out)")
+        ax3.axhline(kmer["cross_entropy"], color="gray", ls="--", label=f"k-mer baseline (k={kmer['k']}, full held-out)")
+    ax2.set(xlabel="bases seen (M)", ylabel="masked-base accuracy", title="held-out human chr20")
+    ax3.set(xlabel="bases seen (M)", ylabel="masked-base CE (nats)", title="held-out human chr20")
+    ax2.legend(fontsize=8)
+    ax3.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", required=True)
+    ap.add_argument("--eval", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--wall-hours", type=float, help="wall time of all training runs, if known")
+    args = ap.parse_args()
+    run, out = Path(args.run), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "model.safetensors", "training.json", "metrics.jsonl"):
+        shutil.copy2(run / name, out / name)
+    training = json.loads((run / "training.json").read_text())
+    evaluation = json.loads(Path(args.eval).read_text())
+    model_ev, kmer = evaluation.get("model", {}), evaluation.get("kmer", {})
+    rows = [{"model": "MergeDNA", "accuracy": model_ev["accuracy"], "cross_entropy": model_ev["cross_entropy"],
+             "bases": model_ev["bases"]},
+            {"model": f"{kmer['k']}-mer baseline", "accuracy": kmer["accuracy"],
+             "cross_entropy": kmer["cross_entropy"], "bases": kmer["bases"]}]
+    (out / "evaluation.json").write_text(json.dumps({"rows": rows, "protocol": {
+        k: evaluation[k] for k in ("heldout", "context", "windows", "spacing", "phases", "margin")},
+        "kmer_selection": kmer.get("selection")}, indent=2) + "\n")
+    train, val = read_metrics(run / "metrics.jsonl")
+    plot(train, val, kmer, out / "loss_curve.png")
+    config = load_config(out)
+    sha = weights_sha256(out)
+    last = train[-1]
+    n_params = None
+    try:
+        import torch
+
+        from mergedna_cli.model import MergeDNA
+        with torch.device("meta"):
+            n_params = sum(p.numel() for p in MergeDNA(config).parameters())
+    except Exception:  # the card is still useful without the count
+        pass
+    settings = training["settings"]
+    sources = "\n".join(f"| {Path(s['path']).name} | {s['bases']:,} | {s['weight']:g} |"
+                        for s in training["sources"])
+    human = sum(s["bases"] * s["weight"] for s in training["sources"] if Path(s["path"]).name.startswith("human_"))
+    total = sum(s["bases"] * s["weight"] for s in training["sources"])
+    wall = f"{args.wall_hours:.2f} h over several resumed runs" if args.wall_hours else "see training.json"
+    beats = model_ev["accuracy"] > kmer["accuracy"] and model_ev["cross_entropy"] < kmer["cross_entropy"]
+    card = f"""# mergedna-small
+
+MergeDNA (arXiv 2511.14806) as implemented by this project, pre-trained from scratch by this
+project. No official MergeDNA weights exist; these are not them.
+
+| | |
+|---|---|
+| preset | {config.name}: D={config.d_model}, {config.n_heads} heads, blocks {config.n_local_encoder} local enc / {config.n_latent_encoder} latent enc / {config.n_latent_decoder} latent dec / {config.n_local_decoder} local dec |
+| parameters | {n_params:,} |
+| context | {config.context} bases; inference compression {config.compression} (L = N/2 tokens) |
+| weights | `model.safetensors`, sha256 `{sha}` |
+
+## Training data
+
+Real genomes from the project's shared data (see their PROVENANCE.md files). Per-base sampling
+weights: human files x10 (human sequence is scarce here: {sum(s['bases'] for s in training['sources'] if Path(s['path']).name.startswith('human_')):,} of
+{sum(s['bases'] for s in training['sources']):,} bases), so about {100 * human / total:.0f}% of training windows are human.
+The BRCA1 gene +-50 kb (GRCh38 chr17:42,994,295-43,175,483) is excluded (`recipes/exclude_brca1_locus.bed`),
+so the zero-shot BRCA1 benchmarks score sequence the model never trained on. Human chr20
+(GRCh37, 1 Mb, `human_GRCh37_chr20_1Mb_vg1kgp.fa.gz`) is held out entirely for validation.
+
+| file | bases | weight |
+|---|---|---|
+{sources}
+
+## Training
+
+Recipe: `recipes/train_small.sh` (`mergedna pretrain`, 2 DDP processes x 1 thread on CPU).
+AdamW lr {settings['lr']:g} (betas {settings['betas'][0]}, {settings['betas'][1]}), weight decay {settings['weight_decay']:g},
+{settings['warmup_steps']} warm-up steps then cosine to {settings['min_lr_ratio']:g} x lr over {settings['steps']:,} steps,
+gradient clip {settings['grad_clip']}, bf16 autocast, global batch {training['world_size']} x {settings['batch_size']} windows of {config.context} bases.
+
+| | |
+|---|---|
+| steps done | {training['step']:,} of {settings['steps']:,} scheduled |
+| bases seen | {training['bases_seen']:,} |
+| training time | {training['train_seconds'] / 3600:.2f} h of training steps (excluding validation); wall: {wall} |
+| hardware | {training['hardware']}, {training['world_size']} processes, torch {training['torch']} |
+| final losses (mean of last {settings['log_every']} steps) | total {last['total']:.3f}, MTR {last['mtr']:.3f}, latent MTR {last['latent_mtr']:.3f}, AMTM {last['amtm']:.3f} (masked-base CE {last['masked_ce']:.3f}, acc {last['masked_acc']:.3f}) |
+
+![loss curve](loss_curve.png)
+
+## Held-out results (human chr20, never trained on)
+
+Single bases masked {evaluation['spacing']} apart in {evaluation['windows']} non-overlapping {evaluation['context']}-base windows ({evaluation['phases']} phases),
+every A/C/G/T truth scored; the k-mer baseline (predict the centre base from k bases on each
+side, backoff-smoothed, k chosen on a validation split of the training data, fitted on exactly
+the same training data and weights) is scored on exactly the same bases
+(`benchmarks/pretrain_eval.py`).
+
+| model | masked-base accuracy | cross-entropy (nats/base) | bases |
+|---|---|---|---|
+| MergeDNA small | {model_ev['accuracy']:.4f} | {model_ev['cross_entropy']:.4f} | {model_ev['bases']:,} |
+| bidirectional {kmer['k']}-mer | {kmer['accuracy']:.4f} | {kmer['cross_entropy']:.4f} | {kmer['bases']:,} |
+
+{"MergeDNA beats the k-mer baseline on both measures." if beats else "**MergeDNA does not (yet) beat the k-mer baseline on both measures**; see the numbers above."}
+
+## Limits
+
+A 0.5 M-parameter model trained on CPU: its zero-shot scores are a research baseline, not a
+clinical tool. Human sequence in training is ~4.5 Mb from three loci.
+"""
+    (out / "MODEL_CARD.md").write_text(card)
+    print(f"wrote {out} (sha256 {sha})")
+
+
+if __name__ == "__main__":
+    main()
