@@ -32,7 +32,10 @@ class MergeDNAConfig:
     train_compression: tuple[float, float, float, float] = (0.5, 0.05, 0.4, 0.6)
     latent_ratio: float = 0.5    # latent MTR merges L tokens down to K = ratio * L
     latent_merge_blocks: int = 2  # latent merging is spread over the first blocks
-    mask_fraction: float = 0.25  # AMTM: fraction of local tokens masked (paper: 0.5)
+    mask_fraction: float = 0.15  # AMTM: fraction of local tokens masked (paper: 0.5)
+    # AMTM also masks this fraction of single bases anywhere: token-aligned masks leak the
+    # tokenizer's boundaries (docs/model.md), and single-base masks are what scoring uses.
+    random_mask_fraction: float = 0.10
     latent_mtr_weight: float = 0.25
     max_token_offset: int = 32   # local decoder: embedding of a base's offset inside its token
     rope_base: float = 10000.0
@@ -65,6 +68,8 @@ class MergeDNAConfig:
             problems.append(f"compression must be in [0.05, 1], got {self.compression}")
         if not 0.0 < self.mask_fraction < 1.0:
             problems.append(f"mask_fraction must be in (0, 1), got {self.mask_fraction}")
+        if not 0.0 <= self.random_mask_fraction < 1.0:
+            problems.append(f"random_mask_fraction must be in [0, 1), got {self.random_mask_fraction}")
         if problems:
             raise ModelError("invalid model config: " + "; ".join(problems))
 

@@ -64,7 +64,13 @@ def pretraining_losses(model: MergeDNA, ids: torch.Tensor, compression: float,
     members = torch.zeros_like(tok2lat).scatter_add(1, tok2lat, valid.long())
     group_size = members.gather(1, tok2lat)
     masked_tok = sample_masked_tokens(group_size, valid, cfg.mask_fraction, generator)
-    masked_base = masked_tok.gather(1, local.base2tok) & local.base_valid
+    token_masked = masked_tok.gather(1, local.base2tok) & local.base_valid
+    # Single bases masked anywhere, unaligned to tokens: without them the model learns that a
+    # masked span ends where the tokenizer put a boundary (so differs from its neighbours).
+    uniform = torch.rand(ids.shape, generator=generator, device="cpu").to(ids.device)
+    single = (uniform < cfg.random_mask_fraction) & local.base_valid & ~token_masked
+    masked_base = token_masked | single
+    n_units = masked_tok.sum() + single.sum()
     masked_ids = torch.where(masked_base, torch.full_like(ids, MASK), ids)
     tokens3 = model.tokenize(masked_ids, compression)
     h3, _ = model.encode_latent(tokens3)
@@ -72,7 +78,7 @@ def pretraining_losses(model: MergeDNA, ids: torch.Tensor, compression: float,
     target = masked_base & scored
     ce = F.cross_entropy(logits3.transpose(1, 2), ids.clamp(max=N_BASES - 1), reduction="none")
     n_target = target.sum().clamp(min=1)
-    amtm = (ce * target).sum() / masked_tok.sum().clamp(min=1)
+    amtm = (ce * target).sum() / n_units.clamp(min=1)  # per masked token or single base
     masked_ce = (ce * target).sum() / n_target
     masked_acc = ((logits3.argmax(-1) == ids) & target).sum() / n_target
 
