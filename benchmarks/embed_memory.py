@@ -24,7 +24,8 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_FASTA = REPO.parent / "shared" / "data" / "grch38_chr17_brca1_region" / "GRCh38_chr17_brca1_region.fa.gz"
+DEFAULT_FASTA = (REPO.parent / "shared" / "data" / "grch38_chr17_brca1_region"
+                 / "GRCh38_chr17_brca1_region.fa.gz")
 
 # Runs in a fresh interpreter: start the command, sample the child's RSS, print one JSON line.
 WRAPPER = r"""
@@ -119,8 +120,10 @@ def main() -> None:
     parser.add_argument("--backend", default="torch", choices=["torch", "onnx"])
     parser.add_argument("--batch-size", type=int, default=None, help="passed to the CLI (default: its own)")
     parser.add_argument("--strand", default=None, choices=["both", "forward"], help="passed to the CLI")
-    parser.add_argument("--warmup", type=int, default=10, help="regions in the unmeasured warm-up run (0: none)")
-    parser.add_argument("--workdir", default=None, help="keep BED and parquet files here (default: a temp dir)")
+    parser.add_argument("--warmup", type=int, default=10,
+                        help="regions in the unmeasured warm-up run (0: none)")
+    parser.add_argument("--workdir", default=None,
+                        help="keep BED and parquet files here (default: a temp dir)")
     parser.add_argument("--json", default=None, help="write all numbers to this JSON file")
     args = parser.parse_args()
 
@@ -154,8 +157,9 @@ def main() -> None:
         check = check_output(out, names)
         mid, late = rss_profile(run["rss_samples"])
         ok = check["rows"] == count and check["in_order"] and check["finite"]
-        row = {"kind": kind, "regions": count, "wall_s": run["wall_s"], "regions_per_s": count / run["wall_s"],
-               "bases_per_s": count * args.region_length / run["wall_s"], "cpu_s": run["user_s"] + run["sys_s"],
+        wall = run["wall_s"]
+        row = {"kind": kind, "regions": count, "wall_s": wall, "regions_per_s": count / wall,
+               "bases_per_s": count * args.region_length / wall, "cpu_s": run["user_s"] + run["sys_s"],
                "peak_rss_mb": run["peak_rss_mb"], "rss_mid_mb": mid, "rss_late_mb": late,
                "rss_samples": len(run["rss_samples"]), "output": check, "ok": ok, "command": run["command"]}
         results.append(row)
@@ -171,12 +175,13 @@ def main() -> None:
         growth = large["peak_rss_mb"] - small["peak_rss_mb"]
         print(f"\npeak RSS {small['peak_rss_mb']:.0f} MB at {small['regions']:,} regions -> "
               f"{large['peak_rss_mb']:.0f} MB at {large['regions']:,} ({growth:+.0f} MB, "
-              f"{100 * growth / small['peak_rss_mb']:+.1f}%) for {large['regions'] / small['regions']:.0f}x the "
-              f"regions; regions/s {small['regions_per_s']:.1f} -> {large['regions_per_s']:.1f}")
+              f"{100 * growth / small['peak_rss_mb']:+.1f}%) for "
+              f"{large['regions'] / small['regions']:.0f}x the regions; regions/s "
+              f"{small['regions_per_s']:.1f} -> {large['regions_per_s']:.1f}")
         extra = large["wall_s"] - small["wall_s"]
         if extra > 0:  # start-up (imports, model load) cancels out
-            print(f"marginal speed between the two: {(large['regions'] - small['regions']) / extra:.1f} regions/s "
-                  f"(start-up excluded)")
+            marginal = (large["regions"] - small["regions"]) / extra
+            print(f"marginal speed between the two: {marginal:.1f} regions/s (start-up excluded)")
     print(f"example command: {measured[-1]['command'] if measured else results[-1]['command']}")
     if args.json:
         Path(args.json).write_text(json.dumps({"backend": args.backend, "threads": args.threads,

@@ -10,7 +10,8 @@ Two measurements per backend and batch size, on real GRCh38 sequence (chr17, BRC
 Both backends run the same windows and are checked against each other (max |diff| of per-base
 log-probabilities, token vectors and pooled embeddings, token maps identical). Peak RSS is the
 process peak so far (ru_maxrss), which covers both backends when both are loaded; run with
---backends torch or --backends onnx for the RSS of one backend alone.
+--backends torch or --backends onnx for the RSS of one backend alone (torch is imported either
+way: the package imports it even for the ONNX backend).
 
     python benchmarks/inference_speed.py [--model DIR] [--threads 2] [--batch-sizes 1,4,16,32]
         [--bases 200000] [--repeats 1] [--json OUT]
@@ -36,7 +37,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_FASTA = REPO.parent / "shared" / "data" / "grch38_chr17_brca1_region" / "GRCh38_chr17_brca1_region.fa.gz"
+DEFAULT_FASTA = (REPO.parent / "shared" / "data" / "grch38_chr17_brca1_region"
+                 / "GRCh38_chr17_brca1_region.fa.gz")
 
 
 # -- memory -----------------------------------------------------------------------------------
@@ -343,9 +345,9 @@ def main() -> None:
     parser.add_argument("--no-raw", action="store_true", help="skip the raw backend.run timing")
     parser.add_argument("--no-embed", action="store_true", help="skip the end-to-end Engine.embed timing")
     parser.add_argument("--ort-variants", default="",
-                        help="extra ONNX Runtime settings to time, comma-separated, each dash-joined words among "
-                             "all, extended, basic, nospin, trunk (e.g. nospin,basic,trunk); trunk also "
-                             "adds torch[trunk], the same cut in PyTorch")
+                        help="extra ONNX Runtime settings to time, comma-separated, each dash-joined "
+                             "words among all, extended, basic, nospin, trunk (e.g. nospin,basic,trunk); "
+                             "trunk also adds torch[trunk], the same cut in PyTorch")
     parser.add_argument("--profile-ort", type=int, default=0, metavar="N",
                         help="profile N batches (at the largest batch size) with ORT's and torch's profilers")
     parser.add_argument("--json", default=None, help="write all numbers to this JSON file")
@@ -369,16 +371,18 @@ def main() -> None:
     contig = reference.require(args.contig)
     end = args.start + args.bases
     if end > reference.lengths[contig]:
-        raise SystemExit(f"{contig}:{args.start}-{end} runs past the contig end ({reference.lengths[contig]})")
+        raise SystemExit(f"{contig}:{args.start}-{end} runs past the contig end "
+                         f"({reference.lengths[contig]})")
 
     print(f"model {model_dir} | {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"{args.threads} thread(s) | torch {torch.__version__}, onnxruntime {ort.__version__}")
+          f"{args.threads} thread(s) | torch {torch.__version__}, onnxruntime {ort.__version__} (default "
+          f"graph_optimization_level {ort.SessionOptions().graph_optimization_level.name})")
     backends, info = load_backends(model_dir, names, args.threads, variants)
     config = next(iter(backends.values())).config
     ids = window_ids(reference, contig, args.start, end, config.context)
     regions = regions_for(args.contig, args.start, args.bases, args.region_size)
-    embed_windows = sum(len(list(tile(contig, r.start, r.end, config.context, default_flank(config.context))))
-                        for r in regions)
+    flank = default_flank(config.context)
+    embed_windows = sum(len(list(tile(contig, r.start, r.end, config.context, flank))) for r in regions)
     print(f"region {contig}:{args.start + 1:,}-{end:,} ({args.bases:,} bases, {len(regions)} region(s)); "
           f"context {config.context}, {len(ids)} windows per strand = {ids.size:,} model bases; "
           f"loaded: " + ", ".join(f"{k}={v}" for k, v in info.items() if k.endswith("_s")))
@@ -396,14 +400,14 @@ def main() -> None:
                      "peak_rss_mb": peak_rss_mb(), "rss_now_mb": rss_now_mb()})
         r = rows[-1]
         print(f"  {backend:<22}{batch:>6}  {mode:<14}{wall:>8.2f}{r['windows_per_s']:>10,.1f}"
-              f"{r['bases_per_s']:>12,.0f}{r['cpu_per_wall']:>7.2f}{r['bases_per_cpu_s']:>12,.0f}"
+              f"{r['bases_per_s']:>12,.0f}{r['cpu_per_wall']:>9.2f}{r['bases_per_cpu_s']:>12,.0f}"
               f"{r['peak_rss_mb']:>9.0f}", flush=True)
 
     print("\n  raw: bases = windows x context (flanks included); embed: bases = region bases "
           "(embed-both runs 2x the windows);\n  cpu/wall: process CPU seconds per second (ideal = "
           "threads; lower = waiting or competing); peak MB = process peak so far")
     print(f"  {'backend':<22}{'batch':>6}  {'mode':<14}{'seconds':>8}{'windows/s':>10}{'bases/s':>12}"
-          f"{'cpu/wall':>7}{'bases/cpu-s':>12}{'peak MB':>9}")
+          f"{'cpu/wall':>9}{'bases/cpu-s':>12}{'peak MB':>9}")
     # Repeats are the outer loop, so every backend's samples spread over the whole run (other load
     # on the machine then biases no backend); each cell keeps its best (shortest) sample.
     samples: dict[tuple, list] = defaultdict(list)
@@ -444,10 +448,11 @@ def main() -> None:
             entry = {"backend": other, "vs": ref_name, "batch": check_batch,
                      **compare_raw(backends[ref_name], backends[other], ids, check_batch)}
             agreement["raw"].append(entry)
-            print(f"  {other:<22} raw: token maps differ in {entry['windows_tokens_differ']}/{entry['windows']} "
-                  f"windows; max |log p diff| {entry['max_abs_log_prob']:.1e} "
-                  f"({entry['max_abs_log_prob_same_tokens']:.1e} where tokens agree), max |token vector diff| "
-                  f"{entry['max_abs_token_vector']:.1e} ({entry['max_abs_token_vector_same_tokens']:.1e})")
+            print(f"  {other:<22} raw: token maps differ in {entry['windows_tokens_differ']}/"
+                  f"{entry['windows']} windows; max |log p diff| {entry['max_abs_log_prob']:.1e} "
+                  f"({entry['max_abs_log_prob_same_tokens']:.1e} where tokens agree), max |token vector "
+                  f"diff| {entry['max_abs_token_vector']:.1e} "
+                  f"({entry['max_abs_token_vector_same_tokens']:.1e})")
             for batch in batch_sizes:
                 for strand in strands:
                     a, b = embeddings.get((ref_name, batch, strand)), embeddings.get((other, batch, strand))
@@ -473,8 +478,8 @@ def main() -> None:
     if compared:
         modes = list(dict.fromkeys(r["mode"] for r in rows))
         for key, title in (("bases_per_s", "speed-up over PyTorch eager, wall clock (goal >= 1.5x)"),
-                           ("bases_per_cpu_s", "the same per process CPU-second (less sensitive to other load on "
-                                               "the machine, but counts spin-waiting threads)")):
+                           ("bases_per_cpu_s", "the same per process CPU-second (less sensitive to other "
+                                               "load on the machine, but counts spin-waiting threads)")):
             speed = {(r["backend"], r["batch"], r["mode"]): r[key] for r in rows}
             print(f"\n{title}")
             print(f"  {'backend':<22}{'vs':<14}{'batch':>6}" + "".join(f"{m:>15}" for m in modes))

@@ -56,9 +56,9 @@ class Engine:
     def _windows(self, regions: Iterable[Region]) -> Iterator[tuple[int, Region, int, Window | None]]:
         for index, region in enumerate(regions):
             contig = self.reference.require(region.chrom)
-            windows = list(tile(contig, region.start, region.end, self.context, self.flank))
-            for window in windows:
-                yield index, region, len(windows), window
+            n_windows = len(range(region.start, region.end, self.context - 2 * self.flank))
+            for window in tile(contig, region.start, region.end, self.context, self.flank):
+                yield index, region, n_windows, window
 
     def _run(self, ids: np.ndarray) -> tuple[BackendOutput, BackendOutput | None]:
         if not self.both_strands:
