@@ -38,7 +38,7 @@ def _root(version: Annotated[Optional[bool], typer.Option(
 
 
 def _register() -> None:
-    from . import embed, export_onnx, info, pretrain, score  # noqa: F401  (commands register on `app`)
+    from . import embed, export_onnx, info, pretrain, score, tracks  # noqa: F401  (register on `app`)
 
 
 _register()

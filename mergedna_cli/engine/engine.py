@@ -129,3 +129,24 @@ class Engine:
             result.token_ends = np.concatenate(p.ends)
             result.token_vectors = np.concatenate(p.vectors).astype(np.float32)
         return result
+
+
+def run_windows(backend, reference: Reference, windows: Iterable, batch_size: int
+                ) -> Iterator[tuple[object, Window, BackendOutput]]:
+    """Run (tag, Window) pairs through the backend in batches; yields (tag, window, one-row
+    BackendOutput) in input order. Forward strand only."""
+    batch: list = []
+
+    def flush():
+        ids = np.stack([reference.fetch_ids(w.contig, w.start, w.end) for _, w in batch])
+        out = backend.run(ids.astype(np.int64))
+        for row, (tag, window) in enumerate(batch):
+            yield tag, window, BackendOutput(*(getattr(out, f)[row] for f in BackendOutput.__dataclass_fields__))
+        batch.clear()
+
+    for item in windows:
+        batch.append(item)
+        if len(batch) == batch_size:
+            yield from flush()
+    if batch:
+        yield from flush()

@@ -1,0 +1,70 @@
+"""`mergedna tracks`: token BED9 and bigWig tracks for genome browsers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import UsageError
+from .app import app
+from .options import BatchSize, Debug, Device, Model, Quiet, Strand, Threads
+
+
+@app.command()
+def tracks(
+    fasta: Annotated[Path, typer.Option("--fasta", help="Reference FASTA (plain or bgzip, indexed).")],
+    out: Annotated[str, typer.Option("-o", "--out", help="Output prefix: PREFIX.tokens.bed, PREFIX.boundary.bw, ...")],
+    regions: Annotated[Optional[Path], typer.Option("--regions", help="BED of regions (0-based).")] = None,
+    region: Annotated[Optional[list[str]], typer.Option("--region", help="chr:start-end (1-based, inclusive) or a contig; repeatable.")] = None,
+    genome: Annotated[bool, typer.Option("--genome", help="Every contig, skipping runs of >= 100 N.")] = False,
+    signals: Annotated[bool, typer.Option("--signals", help="Also write per-base entropy and mean masked-base LLR (costs masked passes).")] = False,
+    mask_spacing: Annotated[int, typer.Option("--mask-spacing", min=1, help="Masked bases sharing one pass for --signals are this far apart.")] = 16,
+    compression: Annotated[Optional[float], typer.Option("--compression", help="Inference compression (tokens per base; default: the model's, 0.5). torch backend.")] = None,
+    track_line: Annotated[bool, typer.Option("--track-line", help="Start the BED with a UCSC track line (bedToBigBed rejects it).")] = False,
+    model: Model = None,
+    device: Device = "auto",
+    batch_size: BatchSize = 16,
+    strand: Strand = "both",
+    threads: Threads = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Learned token spans (BED9) and bigWigs of token starts and token length; --signals adds
+    masked-base entropy and LLR."""
+    from ..io.reference import Reference
+    from ..io.regions import parse_region, read_bed
+    from ..model.serialization import weights_sha256
+    from ..model_dirs import resolve_model_dir
+    from ..pipelines.backend_factory import make_backend
+    from ..pipelines.progress import Logger
+    from ..pipelines.tracks import TracksOptions, check_prefix, genome_regions, run_tracks, sorted_merged
+
+    if sum([regions is not None, bool(region), genome]) != 1:
+        raise UsageError("give exactly one of --regions BED, --region, or --genome")
+    if strand not in ("both", "forward"):
+        raise UsageError(f"--strand must be both or forward, got '{strand}'")
+    if compression is not None and not 0.05 <= compression <= 1.0:
+        raise UsageError(f"--compression must be in [0.05, 1], got {compression}")
+    check_prefix(out)
+    log = Logger(quiet)
+    reference = Reference(fasta)
+    model_dir = resolve_model_dir(model)
+    backend = make_backend(str(model_dir), "torch", device, threads, log=log.info)
+    if compression is not None:
+        backend.config.compression = compression
+    if genome:
+        spans = genome_regions(reference)
+    else:
+        items = read_bed(str(regions)) if regions else (parse_region(r, reference) for r in region)
+        spans = sorted_merged(items, reference)
+    options = TracksOptions(batch_size=batch_size, signals=signals, mask_spacing=mask_spacing,
+                            strand=strand, track_line=track_line)
+    with log.counter("windows") as tick:
+        meta = run_tracks(backend, reference, spans, out, options, model_dir.name,
+                          weights_sha256(model_dir), log=log.info, on_window=tick)
+    for user, ref in reference.renames.items():
+        log.info(f"contig '{user}' matched to reference contig '{ref}'")
+    log.info(f"wrote {out}.tokens.bed and bigWigs: {meta['tokens']:,} tokens over {meta['bases']:,} "
+             f"bases (mean length {meta['mean_token_length']:.2f})")

@@ -1,0 +1,76 @@
+"""Genome-browser outputs for learned tokens: BED9 token spans and base-resolution bigWigs.
+
+Entries arrive sorted (contig in reference order, then position) and non-overlapping, window by
+window, so files are written as a stream. Chromosome sizes come from the reference index and
+names are the reference's, exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pyBigWig
+
+# itemRgb by token length 1, 2, ..., 8+ (a light-to-dark ramp, readable on a white track).
+PALETTE = ["200,200,200", "158,202,225", "107,174,214", "66,146,198", "33,113,181", "8,81,156",
+           "8,48,107", "37,37,37"]
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+class TokenBedWriter:
+    def __init__(self, path: str, track_line: str | None = None):
+        self.path = Path(path)
+        self.tmp = _tmp(self.path)
+        self._out = open(self.tmp, "w")
+        if track_line:
+            self._out.write(track_line + "\n")
+
+    def write(self, contig: str, starts: np.ndarray, ends: np.ndarray) -> None:
+        lengths = ends - starts
+        scores = np.minimum(1000, lengths * 1000 // 16)
+        colours = np.array(PALETTE)[np.minimum(lengths, len(PALETTE)) - 1]
+        self._out.writelines(f"{contig}\t{s}\t{e}\tL{n}\t{sc}\t.\t{s}\t{e}\t{c}\n"
+                             for s, e, n, sc, c in zip(starts, ends, lengths, scores, colours))
+
+    def close(self) -> None:
+        self._out.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self._out.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+class BigWigWriter:
+    """Per-base values written as contiguous runs (span 1, step 1)."""
+
+    def __init__(self, path: str, chrom_sizes: list[tuple[str, int]]):
+        self.path = Path(path)
+        self.tmp = _tmp(self.path)
+        self._bw = pyBigWig.open(str(self.tmp), "w")
+        self._bw.addHeader(chrom_sizes, maxZooms=10)
+
+    def write(self, contig: str, start: int, values: np.ndarray) -> None:
+        """values for contig[start:start+len(values)]; NaN entries are left out (no data)."""
+        values = np.asarray(values, dtype=np.float64)
+        ok = ~np.isnan(values)
+        if ok.all():
+            self._bw.addEntries(contig, int(start), values=values, span=1, step=1)
+            return
+        # runs of defined values
+        edges = np.flatnonzero(np.diff(np.r_[0, ok.astype(np.int8), 0]))
+        for lo, hi in zip(edges[0::2], edges[1::2]):
+            self._bw.addEntries(contig, int(start + lo), values=values[lo:hi], span=1, step=1)
+
+    def close(self) -> None:
+        self._bw.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self._bw.close()
+        self.tmp.unlink(missing_ok=True)
