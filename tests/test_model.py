@@ -265,8 +265,11 @@ def test_tiny_model_learns_real_sequence(pretrain_corpus_dir):
               f"(ratio {ce1 / ce0:.2f}), AMTM {amtm0:.3f} -> {amtm1:.3f}")
     print(report)
     assert np.isfinite(amtm).all(), report
-    assert ce1 < 0.9 * ce0, "masked-base CE did not drop clearly: " + report
-    assert last < 0.9 * first, "AMTM did not drop clearly: " + report
+    # Measured on a fixed batch (the running AMTM also drifts as token sizes change):
+    # seed 0 gives AMTM 2.105 -> 1.739 and masked CE 1.375 -> 1.205.
+    assert amtm1 < 0.88 * amtm0, "AMTM on a fixed batch did not drop clearly: " + report
+    assert ce1 < 0.92 * ce0, "masked-base CE did not drop clearly: " + report
+    assert last < first, "running AMTM did not drop: " + report
     # A masked base must stay hidden: reconstruction through a leak would drive the CE towards the
     # MTR level (about 0.3 after this many steps), far below what context alone allows.
     assert ce1 > 0.6, "masked CE is implausibly low, is the masked base visible? " + report
