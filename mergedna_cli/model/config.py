@@ -32,10 +32,13 @@ class MergeDNAConfig:
     train_compression: tuple[float, float, float, float] = (0.5, 0.05, 0.4, 0.6)
     latent_ratio: float = 0.5    # latent MTR merges L tokens down to K = ratio * L
     latent_merge_blocks: int = 2  # latent merging is spread over the first blocks
-    mask_fraction: float = 0.15  # AMTM: fraction of local tokens masked (paper: 0.5)
-    # AMTM also masks this fraction of single bases anywhere: token-aligned masks leak the
-    # tokenizer's boundaries (docs/model.md), and single-base masks are what scoring uses.
-    random_mask_fraction: float = 0.10
+    # AMTM masking. "token" (the paper): mask whole local tokens, mask_fraction of them, chosen
+    # with P ~ 1/g^2. "base" (our default): mask single bases, mask_fraction of them, chosen with
+    # P ~ 1/g^2 of their token, because token-aligned masks leak the tokenizer's boundaries
+    # (docs/model.md) and single-base masks are what zero-shot scoring uses.
+    mask_unit: str = "base"
+    mask_fraction: float = 0.15
+    random_mask_fraction: float = 0.10  # plus this fraction of bases masked uniformly at random
     latent_mtr_weight: float = 0.25
     max_token_offset: int = 32   # local decoder: embedding of a base's offset inside its token
     rope_base: float = 10000.0
@@ -68,6 +71,8 @@ class MergeDNAConfig:
             problems.append(f"compression must be in [0.05, 1], got {self.compression}")
         if not 0.0 < self.mask_fraction < 1.0:
             problems.append(f"mask_fraction must be in (0, 1), got {self.mask_fraction}")
+        if self.mask_unit not in ("token", "base"):
+            problems.append(f"mask_unit must be 'token' or 'base', got '{self.mask_unit}'")
         if not 0.0 <= self.random_mask_fraction < 1.0:
             problems.append(f"random_mask_fraction must be in [0, 1), got {self.random_mask_fraction}")
         if problems:
@@ -107,5 +112,5 @@ PRESETS: dict[str, dict] = {
     # The paper's size, for GPU clusters (about 380M parameters).
     "paper": dict(name="paper", d_model=1024, n_heads=16, n_local_encoder=4, n_latent_encoder=20,
                   n_latent_decoder=4, n_local_decoder=2, d_group=128, context=4096,
-                  mask_fraction=0.5),
+                  mask_unit="token", mask_fraction=0.5, random_mask_fraction=0.0),
 }

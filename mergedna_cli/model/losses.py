@@ -59,18 +59,23 @@ def pretraining_losses(model: MergeDNA, ids: torch.Tensor, compression: float,
     h_merged, tok2lat = model.encode_latent(local, merge_ratio=cfg.latent_ratio)
     latent_mtr = _reconstruction_ce(model.decode(h_merged, local), ids, scored)
 
-    # 3. AMTM: mask whole local tokens, chosen with P ~ 1/g^2 of their latent group size g.
+    # 3. AMTM: mask tokens (paper) or single bases (default) with P ~ 1/g^2 of their latent
+    #    group size g, plus uniformly random single bases.
     valid = local.state.valid
     members = torch.zeros_like(tok2lat).scatter_add(1, tok2lat, valid.long())
     group_size = members.gather(1, tok2lat)
-    masked_tok = sample_masked_tokens(group_size, valid, cfg.mask_fraction, generator)
-    token_masked = masked_tok.gather(1, local.base2tok) & local.base_valid
-    # Single bases masked anywhere, unaligned to tokens: without them the model learns that a
-    # masked span ends where the tokenizer put a boundary (so differs from its neighbours).
+    if cfg.mask_unit == "token":
+        masked_tok = sample_masked_tokens(group_size, valid, cfg.mask_fraction, generator)
+        adaptive = masked_tok.gather(1, local.base2tok) & local.base_valid
+        n_adaptive = masked_tok.sum()
+    else:
+        base_group = group_size.gather(1, local.base2tok)
+        adaptive = sample_masked_tokens(base_group, local.base_valid, cfg.mask_fraction, generator)
+        n_adaptive = adaptive.sum()
     uniform = torch.rand(ids.shape, generator=generator, device="cpu").to(ids.device)
-    single = (uniform < cfg.random_mask_fraction) & local.base_valid & ~token_masked
-    masked_base = token_masked | single
-    n_units = masked_tok.sum() + single.sum()
+    single = (uniform < cfg.random_mask_fraction) & local.base_valid & ~adaptive
+    masked_base = adaptive | single
+    n_units = n_adaptive + single.sum()
     masked_ids = torch.where(masked_base, torch.full_like(ids, MASK), ids)
     tokens3 = model.tokenize(masked_ids, compression)
     h3, _ = model.encode_latent(tokens3)
