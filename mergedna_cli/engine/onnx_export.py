@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MergeDNAError, ModelError
+from ..model.serialization import weights_sha256
 from .graph import OUTPUT_NAMES
 
 DEFAULT_TOLERANCE = 1e-4
@@ -88,17 +89,31 @@ def export_onnx(model_dir: str | os.PathLike, out_path: str | os.PathLike, check
             f"exported graph disagrees with PyTorch (max |log p| diff {report.max_abs_log_prob:.2e}, "
             f"max |vector| diff {report.max_abs_vector:.2e}, tokens identical: "
             f"{report.tokens_identical}; tolerance {tolerance:g}); not written")
+    _stamp(tmp, weights_sha256(model_dir))
     os.replace(tmp, out_path)
     return report
+
+
+def _stamp(path: Path, sha256: str) -> None:
+    """Record the weights' sha256 in the graph, so a stale model.onnx is never used."""
+    import onnx
+    graph = onnx.load(str(path))
+    entry = graph.metadata_props.add()
+    entry.key, entry.value = "mergedna_weights_sha256", sha256
+    onnx.save(graph, str(path))
+
+
+def stamped_sha256(path: Path) -> str | None:
+    import onnx
+    graph = onnx.load(str(path), load_external_data=False)
+    return next((p.value for p in graph.metadata_props if p.key == "mergedna_weights_sha256"), None)
 
 
 def cached_onnx_path(model_dir: str | os.PathLike) -> Path:
     """Where `--backend onnx` keeps the graph exported for a model: next to the weights when
     shipped (model.onnx), else in the user cache keyed by the weights' sha256."""
-    from ..model.serialization import weights_sha256
-
     shipped = Path(model_dir) / "model.onnx"
-    if shipped.is_file():
+    if shipped.is_file() and stamped_sha256(shipped) == weights_sha256(model_dir):
         return shipped
     cache = Path(os.environ.get("MERGEDNA_CACHE", Path.home() / ".cache" / "mergedna"))
     return cache / "onnx" / f"{weights_sha256(model_dir)[:16]}.onnx"

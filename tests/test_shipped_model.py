@@ -1,0 +1,60 @@
+"""The shipped default model: it loads without --model, its card matches its weights, and ONNX
+Runtime matches PyTorch on it within 1e-4."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mergedna_cli.model.serialization import weights_sha256
+from mergedna_cli.model_dirs import resolve_model_dir
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REF = SHARED / "grch38_chr17_brca1_region" / "GRCh38_chr17_brca1_region.fa.gz"
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Path:
+    return resolve_model_dir(None)
+
+
+def test_card_names_the_weights(shipped):
+    card = (shipped / "MODEL_CARD.md").read_text()
+    assert weights_sha256(shipped) in card
+    assert (shipped / "loss_curve.png").stat().st_size > 10_000
+    size_mb = (shipped / "model.safetensors").stat().st_size / 1e6
+    assert size_mb < 25
+
+
+def test_info_defaults_to_the_shipped_model(shipped):
+    run = subprocess.run([sys.executable, "-m", "mergedna_cli", "info"], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    facts = dict(line.split("\t", 1) for line in run.stdout.splitlines())
+    assert facts["weights sha256"] == weights_sha256(shipped)
+    assert facts["name"] == "mergedna-small" and re.match(r"[\d,]+$", facts["bases seen"])
+
+
+@pytest.mark.skipif(not REF.exists(), reason=f"shared data not found at {SHARED}")
+def test_onnx_matches_torch_on_the_shipped_model(shipped):
+    from mergedna_cli.engine.backends import OnnxBackend, TorchBackend
+    from mergedna_cli.engine.onnx_export import parity_check
+    from mergedna_cli.io.reference import Reference
+    from mergedna_cli.model.serialization import load_config
+
+    config = load_config(shipped)
+    onnx_path = shipped / "model.onnx"
+    assert onnx_path.is_file(), "the shipped model should carry its exported ONNX graph"
+    reference = Reference(REF)
+    starts = np.arange(43_044_000, 43_044_000 + 24 * 4_000, 4_000)
+    windows = np.stack([reference.fetch_ids("chr17", s, s + config.context) for s in starts]).astype(np.int64)
+    report = parity_check(TorchBackend(shipped, device="cpu", threads=1),
+                          OnnxBackend(onnx_path, config, device="cpu", threads=1),
+                          [windows[:1], windows[:8], windows[8:24]])
+    assert report.tokens_identical
+    assert report.max_abs_log_prob <= 1e-4 and report.max_abs_vector <= 1e-4, report
