@@ -231,7 +231,7 @@ def test_embed_onnx_backend_matches_torch(cli, ref_path, model_dir, bed, expecte
     proc = cli("embed", "--fasta", ref_path, "--regions", bed, "--backend", "onnx", "--device", "cpu",
                "-o", out, *model_args(model_dir))
     assert_ok(proc)
-    cached = cached_onnx_path(model_dir)   # the test process sees no MERGEDNA_CACHE: compare names
+    cached = cached_onnx_path(model_dir, "embedding")  # the test process sees no MERGEDNA_CACHE: compare names
     assert (cache_dir / "onnx" / cached.name).is_file()
     assert f"exporting {model_dir.name} to ONNX (first use)" in proc.stderr
     with np.load(out) as data:

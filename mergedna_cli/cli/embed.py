@@ -47,7 +47,7 @@ def embed(
     log = Logger(quiet)
     reference = Reference(fasta)
     items = read_bed(str(regions)) if regions else (parse_region(r, reference) for r in region)
-    engine_backend = make_backend(model, backend, device, threads, log=log.info)
+    engine_backend = make_backend(model, backend, device, threads, log=log.info, part="embedding")
     with log.counter("embedding regions") as tick:
         n = run_embed(engine_backend, reference, items, out, per_token, batch_size, strand, on_region=tick)
     for user, ref in reference.renames.items():

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import UsageError
 from .app import app
 from .options import Debug, Model, Quiet
 
@@ -16,6 +17,7 @@ def export_onnx_command(
     out: Annotated[Path, typer.Option("-o", "--out", help="Output .onnx file, or a directory (writes model.onnx in it).")],
     model: Model = None,
     tolerance: Annotated[float, typer.Option(help="Largest allowed |difference| of log-probabilities and vectors.")] = 1e-4,
+    part: Annotated[str, typer.Option(help="full (per-base log-probabilities too) or embedding (token vectors only, what embed uses).")] = "full",
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
@@ -28,7 +30,9 @@ def export_onnx_command(
 
     model_dir = resolve_model_dir(model)
     path = out / "model.onnx" if out.is_dir() or not out.suffix else out  # folders are created
-    report = export_onnx(model_dir, path, parity_sequences(load_config(model_dir).context), tolerance)
+    if part not in ("full", "embedding"):
+        raise UsageError(f"--part must be full or embedding, got '{part}'")
+    report = export_onnx(model_dir, path, parity_sequences(load_config(model_dir).context), tolerance, part)
     Logger(quiet).info(
         f"wrote {path}: ONNX Runtime vs PyTorch on {report.cases} real-sequence batches, max |log p| "
         f"diff {report.max_abs_log_prob:.1e}, max |vector| diff {report.max_abs_vector:.1e}, "

@@ -14,10 +14,15 @@ import numpy as np
 
 from ..errors import ModelError, UsageError
 
+OUTPUTS = {  # kept in step with engine/graph.py, which imports torch
+    "full": ("log_probs", "token_vectors", "token_sizes", "token_mask", "base2tok"),
+    "embedding": ("token_vectors", "token_sizes", "token_mask", "base2tok"),
+}
+
 
 @dataclass
 class BackendOutput:
-    log_probs: np.ndarray      # (B, N, 4) float32, natural log, over A C G T
+    log_probs: np.ndarray | None  # (B, N, 4) float32, natural log, over A C G T; None for "embedding"
     token_vectors: np.ndarray  # (B, L, D) float32
     token_sizes: np.ndarray    # (B, L) int64, 0 for PAD tokens
     token_mask: np.ndarray     # (B, L) bool
@@ -27,7 +32,8 @@ class BackendOutput:
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, model_dir: str | os.PathLike, device: str = "auto", threads: int | None = None):
+    def __init__(self, model_dir: str | os.PathLike, device: str = "auto", threads: int | None = None,
+                 part: str = "full"):
         import torch
 
         from ..model import load_model
@@ -41,15 +47,16 @@ class TorchBackend:
             raise UsageError("--device cuda requested but torch sees no CUDA device")
         self.device = torch.device(device)
         self.model = load_model(model_dir, device=self.device)
-        self.graph = InferenceGraph(self.model)
+        self.graph = InferenceGraph(self.model, part)
         self.config = self.model.config
+        self.outputs = OUTPUTS[part]
 
     def run(self, ids: np.ndarray) -> BackendOutput:
         import torch
 
         with torch.inference_mode():
             out = self.graph(torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64)).to(self.device))
-        return BackendOutput(*(t.cpu().numpy() for t in out))
+        return _output(self.outputs, [t.cpu().numpy() for t in out])
 
 
 class OnnxBackend:
@@ -83,7 +90,14 @@ class OnnxBackend:
         except Exception as exc:  # onnxruntime raises its own, unexported exception types
             raise ModelError(f"cannot load ONNX graph '{onnx_path}': {str(exc).splitlines()[0]}") from None
         self.config = config
+        self.outputs = tuple(o.name for o in self.session.get_outputs())
 
     def run(self, ids: np.ndarray) -> BackendOutput:
         out = self.session.run(None, {"ids": np.ascontiguousarray(ids, dtype=np.int64)})
-        return BackendOutput(*out)
+        return _output(self.outputs, out)
+
+
+def _output(names, arrays) -> BackendOutput:
+    values = dict(zip(names, arrays))
+    return BackendOutput(values.get("log_probs"), values["token_vectors"], values["token_sizes"],
+                         values["token_mask"], values["base2tok"])

@@ -65,7 +65,7 @@ class Engine:
             return self.backend.run(ids), None
         out = self.backend.run(np.concatenate([ids, reverse_complement(ids)]))
         n = len(ids)
-        split = lambda a: (a[:n], a[n:])  # noqa: E731
+        split = lambda a: (None, None) if a is None else (a[:n], a[n:])  # noqa: E731
         fwd, rev = zip(*(split(getattr(out, f)) for f in BackendOutput.__dataclass_fields__))
         return BackendOutput(*fwd), BackendOutput(*rev)
 
@@ -141,7 +141,8 @@ def run_windows(backend, reference: Reference, windows: Iterable, batch_size: in
         ids = np.stack([reference.fetch_ids(w.contig, w.start, w.end) for _, w in batch])
         out = backend.run(ids.astype(np.int64))
         for row, (tag, window) in enumerate(batch):
-            yield tag, window, BackendOutput(*(getattr(out, f)[row] for f in BackendOutput.__dataclass_fields__))
+            yield tag, window, BackendOutput(*(None if getattr(out, f) is None else getattr(out, f)[row]
+                                               for f in BackendOutput.__dataclass_fields__))
         batch.clear()
 
     for item in windows:

@@ -1,4 +1,8 @@
-"""The inference graph shared by the PyTorch backend and the ONNX export."""
+"""The inference graphs shared by the PyTorch backend and the ONNX export.
+
+"full" runs the whole network and returns per-base log-probabilities too; "embedding" stops after
+the latent encoder (embed needs only token vectors and the token map), skipping both decoders.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,24 @@ from torch import nn
 
 from ..model import MergeDNA
 
-OUTPUT_NAMES = ("log_probs", "token_vectors", "token_sizes", "token_mask", "base2tok")
+OUTPUTS = {
+    "full": ("log_probs", "token_vectors", "token_sizes", "token_mask", "base2tok"),
+    "embedding": ("token_vectors", "token_sizes", "token_mask", "base2tok"),
+}
 
 
 class InferenceGraph(nn.Module):
-    """ids (B, N) int64 -> per-base log-probabilities over A C G T (B, N, 4), latent token vectors
-    (B, L, D), token sizes (B, L), token mask (B, L) and base2tok (B, N)."""
+    """ids (B, N) int64 -> [per-base log-probabilities over A C G T (B, N, 4)], latent token
+    vectors (B, L, D), token sizes (B, L), token mask (B, L) and base2tok (B, N)."""
 
-    def __init__(self, model: MergeDNA):
+    def __init__(self, model: MergeDNA, part: str = "full"):
         super().__init__()
-        self.model = model.eval()
+        self.model, self.part = model.eval(), part
 
     def forward(self, ids: torch.Tensor):
+        if self.part == "embedding":
+            out = self.model.encode(ids)
+            return out.token_vectors.float(), out.token_sizes, out.token_mask, out.base2tok
         out = self.model(ids)
         return (out.logits.float().log_softmax(-1), out.token_vectors.float(), out.token_sizes,
                 out.token_mask, out.base2tok)

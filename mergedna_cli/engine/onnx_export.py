@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import MergeDNAError, ModelError
 from ..model.serialization import weights_sha256
-from .graph import OUTPUT_NAMES
+from .graph import OUTPUTS
 
 DEFAULT_TOLERANCE = 1e-4
 OPSET = 18
@@ -43,7 +43,8 @@ def parity_check(torch_backend, onnx_backend, sequences: list[np.ndarray]) -> Pa
     lp, vec, same = 0.0, 0.0, True
     for ids in sequences:
         a, b = torch_backend.run(ids), onnx_backend.run(ids)
-        lp = max(lp, float(np.abs(a.log_probs - b.log_probs).max()))
+        if a.log_probs is not None:
+            lp = max(lp, float(np.abs(a.log_probs - b.log_probs).max()))
         mask = a.token_mask[..., None]
         vec = max(vec, float(np.abs((a.token_vectors - b.token_vectors) * mask).max()))
         same &= (np.array_equal(a.base2tok, b.base2tok) and np.array_equal(a.token_sizes, b.token_sizes)
@@ -52,7 +53,7 @@ def parity_check(torch_backend, onnx_backend, sequences: list[np.ndarray]) -> Pa
 
 
 def export_onnx(model_dir: str | os.PathLike, out_path: str | os.PathLike, check_ids: list[np.ndarray],
-                tolerance: float = DEFAULT_TOLERANCE) -> ParityReport:
+                tolerance: float = DEFAULT_TOLERANCE, part: str = "full") -> ParityReport:
     """Export, check against PyTorch on `check_ids`, and move into place only if it passes."""
     import torch
 
@@ -65,21 +66,23 @@ def export_onnx(model_dir: str | os.PathLike, out_path: str | os.PathLike, check
     tmp = out_path.with_name(f".{out_path.name}.tmp{os.getpid()}")
     model = load_model(model_dir)
     example = torch.from_numpy(check_ids[0][:1].astype(np.int64))
-    axes = {"ids": {0: "batch", 1: "length"}, "log_probs": {0: "batch", 1: "length"},
-            "base2tok": {0: "batch", 1: "length"}}
+    names = OUTPUTS[part]
+    axes = {"ids": {0: "batch", 1: "length"}, "base2tok": {0: "batch", 1: "length"}}
     axes.update({name: {0: "batch", 1: "tokens"} for name in ("token_vectors", "token_sizes", "token_mask")})
+    if "log_probs" in names:
+        axes["log_probs"] = {0: "batch", 1: "length"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(InferenceGraph(model), (example,), str(tmp), input_names=["ids"],
-                              output_names=list(OUTPUT_NAMES), dynamic_axes=axes,
+            torch.onnx.export(InferenceGraph(model, part), (example,), str(tmp), input_names=["ids"],
+                              output_names=list(names), dynamic_axes=axes,
                               opset_version=OPSET, dynamo=False)
         except Exception as exc:
             tmp.unlink(missing_ok=True)
             raise ModelError(f"ONNX export failed: {str(exc).splitlines()[0]}") from None
     try:
-        report = parity_check(TorchBackend(model_dir, device="cpu"), OnnxBackend(tmp, model.config, "cpu"),
-                              check_ids)
+        report = parity_check(TorchBackend(model_dir, device="cpu", part=part),
+                              OnnxBackend(tmp, model.config, "cpu"), check_ids)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -109,11 +112,14 @@ def stamped_sha256(path: Path) -> str | None:
     return next((p.value for p in graph.metadata_props if p.key == "mergedna_weights_sha256"), None)
 
 
-def cached_onnx_path(model_dir: str | os.PathLike) -> Path:
+def cached_onnx_path(model_dir: str | os.PathLike, part: str = "full") -> Path:
     """Where `--backend onnx` keeps the graph exported for a model: next to the weights when
-    shipped (model.onnx), else in the user cache keyed by the weights' sha256."""
-    shipped = Path(model_dir) / "model.onnx"
-    if shipped.is_file() and stamped_sha256(shipped) == weights_sha256(model_dir):
+    shipped (model.onnx, model.embedding.onnx), else in the user cache keyed by the weights'
+    sha256. A shipped graph stamped with other weights is ignored."""
+    name = "model.onnx" if part == "full" else f"model.{part}.onnx"
+    shipped = Path(model_dir) / name
+    sha = weights_sha256(model_dir)
+    if shipped.is_file() and stamped_sha256(shipped) == sha:
         return shipped
     cache = Path(os.environ.get("MERGEDNA_CACHE", Path.home() / ".cache" / "mergedna"))
-    return cache / "onnx" / f"{weights_sha256(model_dir)[:16]}.onnx"
+    return cache / "onnx" / f"{sha[:16]}.{name}"

@@ -46,7 +46,7 @@ class LocalTokens:
 
 
 class InferenceOutput(NamedTuple):
-    logits: torch.Tensor         # (B, N, 4) per-base logits over A C G T
+    logits: torch.Tensor | None  # (B, N, 4) per-base logits over A C G T (None from encode)
     token_vectors: torch.Tensor  # (B, L, D) latent encoder output per local token
     token_sizes: torch.Tensor    # (B, L) bases per token, 0 for PAD tokens
     token_mask: torch.Tensor     # (B, L) True for real tokens
@@ -169,9 +169,13 @@ class MergeDNA(nn.Module):
     # -- inference ----------------------------------------------------------------------------
     def forward(self, ids: torch.Tensor) -> InferenceOutput:
         """Inference pass at the configured compression. ids (B, N) int64, PAD-padded on the right."""
+        return self.encode(ids, with_logits=True)
+
+    def encode(self, ids: torch.Tensor, with_logits: bool = False) -> InferenceOutput:
+        """Tokens and latent vectors; per-base logits (both decoders) only if asked."""
         tokens = self.tokenize(ids)
         h, _ = self.encode_latent(tokens)
-        logits = self.decode(h, tokens)
+        logits = self.decode(h, tokens) if with_logits else None
         valid = tokens.state.valid
         sizes = torch.where(valid, tokens.state.size, torch.zeros_like(tokens.state.size)).round().long()
         base2tok = tokens.base2tok.masked_fill(~tokens.base_valid, -1)  # PAD bases: no token

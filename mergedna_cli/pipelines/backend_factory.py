@@ -28,18 +28,20 @@ def parity_sequences(context: int) -> list[np.ndarray]:
 
 
 def make_backend(model: str | None, backend: str = "torch", device: str = "auto",
-                 threads: int | None = None, log=lambda msg: None):
+                 threads: int | None = None, log=lambda msg: None, part: str = "full"):
+    """part: "full" (per-base log-probabilities too) or "embedding" (stops after the latent
+    encoder, for commands that need only token vectors)."""
     model_dir = resolve_model_dir(model)
     if backend == "torch":
         from ..engine.backends import TorchBackend
-        return TorchBackend(model_dir, device=device, threads=threads)
+        return TorchBackend(model_dir, device=device, threads=threads, part=part)
     if backend == "onnx":
         from ..engine.backends import OnnxBackend
         from ..engine.onnx_export import cached_onnx_path, export_onnx
         config = load_config(model_dir)
-        path = cached_onnx_path(model_dir)
+        path = cached_onnx_path(model_dir, part)
         if not path.is_file():
             log(f"exporting {model_dir.name} to ONNX (first use) at {path}")
-            export_onnx(model_dir, path, parity_sequences(config.context))
+            export_onnx(model_dir, path, parity_sequences(config.context), part=part)
         return OnnxBackend(path, config, device=device, threads=threads)
     raise UsageError(f"--backend must be torch or onnx, got '{backend}'")
