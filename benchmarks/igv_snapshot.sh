@@ -6,9 +6,9 @@
 set -euo pipefail
 REF=$(realpath "$1"); PREFIX=$(realpath "$2"); LOCUS=$3; OUT=$(realpath -m "$4")
 WORK=$(mktemp -d)
-export HOME="$WORK"  # a private IGV profile: no default-genome download, no stale prefs
+export HOME="$WORK" _JAVA_OPTIONS="-Duser.home=$WORK"  # a private IGV profile (IGV reads user.home)
 mkdir -p "$WORK/igv"
-printf 'DEFAULT_GENOME_KEY=%s\nSHOW_SPLASH_SCREEN=false\n' "$REF" > "$WORK/igv/prefs.properties"
+printf 'DEFAULT_GENOME_KEY=%s\nSHOW_SPLASH_SCREEN=false\nENABLE_ANTIALIASING=true\n' "$REF" > "$WORK/igv/prefs.properties"
 {
   echo "new"
   echo "genome $REF"
@@ -22,7 +22,7 @@ printf 'DEFAULT_GENOME_KEY=%s\nSHOW_SPLASH_SCREEN=false\n' "$REF" > "$WORK/igv/p
   echo "snapshot $(basename "$OUT")"
   echo "exit"
 } > "$WORK/batch.txt"
-timeout 300 xvfb-run -a -s "-screen 0 1600x1000x24" igv -b "$WORK/batch.txt" > "$WORK/igv.log" 2>&1 || {
+timeout "${IGV_TIMEOUT:-180}" xvfb-run -a -s "-screen 0 1600x1000x24" igv -g "$REF" -b "$WORK/batch.txt" > "$WORK/igv.log" 2>&1 || {
   echo "IGV failed; its log:" >&2; tail -20 "$WORK/igv.log" >&2; exit 1; }
 test -s "$OUT" || { echo "IGV wrote no snapshot; its log:" >&2; tail -20 "$WORK/igv.log" >&2; exit 1; }
 echo "wrote $OUT"
