@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import stat
 import subprocess
 import sys
 from pathlib import Path

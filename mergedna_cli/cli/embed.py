@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import itertools
-from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from ..errors import UsageError
 from .app import app
 from .paths import check_output
-from .options import Backend, BatchSize, Debug, Device, Model, Quiet, Strand, Threads
+from .options import Fasta, RegionsBed, RegionStrings, Backend, BatchSize, Debug, Device, Model, Quiet, Strand, Threads
 
 
 @app.command()
 def embed(
-    fasta: Annotated[Path, typer.Option("--fasta", help="Reference FASTA (plain or bgzip, .fai built if missing).")],
+    fasta: Fasta,
     out: Annotated[str, typer.Option("-o", "--out", help="Output: .parquet, .tsv or .npz.")],
-    regions: Annotated[Optional[Path], typer.Option("--regions", help="BED of regions (0-based).")] = None,
-    region: Annotated[Optional[list[str]], typer.Option("--region", help="chr:start-end (1-based, inclusive) or a contig; repeatable.")] = None,
+    regions: RegionsBed = None,
+    region: RegionStrings = None,
     per_token: Annotated[bool, typer.Option("--per-token", help="Also write each learned token's span and vector.")] = False,
     model: Model = None,
     backend: Backend = "torch",

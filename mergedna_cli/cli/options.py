@@ -1,5 +1,6 @@
 """Option aliases shared by several commands."""
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -12,3 +13,7 @@ Model = Annotated[Optional[str], typer.Option("--model", help="Model directory (
 Backend = Annotated[str, typer.Option("--backend", help="torch or onnx (ONNX Runtime).")]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Windows per batch.")]
 Strand = Annotated[str, typer.Option("--strand", help="both (average with the reverse complement) or forward.")]
+Fasta = Annotated[Path, typer.Option("--fasta", help="Reference FASTA (plain or bgzip; .fai built if missing).")]
+RegionsBed = Annotated[Optional[Path], typer.Option("--regions", help="BED of regions (0-based).")]
+RegionStrings = Annotated[Optional[list[str]], typer.Option(
+    "--region", help="chr:start-end (1-based, inclusive) or a contig; repeatable.")]

@@ -11,12 +11,12 @@ import typer
 from ..errors import UsageError
 from .app import app
 from .paths import check_output
-from .options import Backend, BatchSize, Debug, Device, Model, Quiet, Strand, Threads
+from .options import Fasta, Backend, BatchSize, Debug, Device, Model, Quiet, Strand, Threads
 
 
 @app.command()
 def score(
-    fasta: Annotated[Path, typer.Option("--fasta", help="Reference FASTA (plain or bgzip, indexed).")],
+    fasta: Fasta,
     vcf: Annotated[str, typer.Option("--vcf", help="Input VCF/BCF (plain, bgzip or BCF); '-' for stdin.")],
     out: Annotated[str, typer.Option("-o", "--out", help="Output: .vcf.gz (bgzip + tabix), .vcf, or '-' for stdout.")],
     format: Annotated[Optional[str], typer.Option("--format", help="Write a table instead of a VCF: tsv or parquet.")] = None,

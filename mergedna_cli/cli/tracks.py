@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ..errors import UsageError
 from .app import app
-from .options import BatchSize, Debug, Device, Model, Quiet, Strand, Threads
+from .options import Fasta, RegionsBed, RegionStrings, BatchSize, Debug, Device, Model, Quiet, Strand, Threads
 
 
 @app.command()
 def tracks(
-    fasta: Annotated[Path, typer.Option("--fasta", help="Reference FASTA (plain or bgzip, indexed).")],
+    fasta: Fasta,
     out: Annotated[str, typer.Option("-o", "--out", help="Output prefix: PREFIX.tokens.bed, PREFIX.boundary.bw, ...")],
-    regions: Annotated[Optional[Path], typer.Option("--regions", help="BED of regions (0-based).")] = None,
-    region: Annotated[Optional[list[str]], typer.Option("--region", help="chr:start-end (1-based, inclusive) or a contig; repeatable.")] = None,
+    regions: RegionsBed = None,
+    region: RegionStrings = None,
     genome: Annotated[bool, typer.Option("--genome", help="Every contig, skipping runs of >= 100 N.")] = False,
     signals: Annotated[bool, typer.Option("--signals", help="Also write per-base entropy and mean masked-base LLR (costs masked passes).")] = False,
     mask_spacing: Annotated[int, typer.Option("--mask-spacing", min=1, help="Masked bases sharing one pass for --signals are this far apart.")] = 16,

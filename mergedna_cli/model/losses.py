@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..alphabet import MASK, N_BASES, PAD
+from ..alphabet import MASK, N_BASES
 from .merging import exact_budget_targets
 from .network import MergeDNA
 
