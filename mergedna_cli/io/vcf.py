@@ -81,7 +81,11 @@ class VcfReader:
         try:
             self._bcf = _is_bcf(self.path)
             if self._bcf:
-                self._vf = pysam.VariantFile(self.path)
+                quiet = pysam.set_verbosity(0)  # no htslib "index not found" lines on stderr
+                try:
+                    self._vf = pysam.VariantFile(self.path)
+                finally:
+                    pysam.set_verbosity(quiet)
                 lines = str(self._vf.header).rstrip("\n").split("\n")
                 self._lines = (str(rec).rstrip("\n") for rec in self._vf)
             else:
