@@ -115,3 +115,26 @@ def test_sampling_weights_follow_files(tmp_path):
     batch = WindowSampler(corpus, 50, seed=0, reverse_complement_prob=0.0).sample(2000)
     share_a = float((batch[:, 0] == 0).mean())
     assert 0.85 < share_a < 0.95  # 9:1 weighting
+
+
+def test_sigterm_saves_checkpoint_and_record(genome, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "killed"
+    args = train_args(genome, out, 10_000)
+    args[args.index("--checkpoint-every") + 1] = "100000"  # only the signal can trigger a save
+    proc = subprocess.Popen([sys.executable, "-m", "mergedna_cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().endswith("mergedna: error: interrupted")
+    latest = (out / "checkpoints" / "latest").read_text().strip()
+    step = int(latest.split("-")[1])
+    record = json.loads((out / "training.json").read_text())
+    assert step >= 3 and record["step"] == step and record["bases_seen"] == step * 4 * 128

@@ -72,4 +72,6 @@ def main() -> None:
         if debug:
             raise
         _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc), 1)
+    if result == 130:  # typer turns Ctrl-C / SIGTERM inside a command into exit code 130
+        _fail("interrupted", 130)
     sys.exit(result if isinstance(result, int) else 0)

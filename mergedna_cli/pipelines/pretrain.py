@@ -144,6 +144,7 @@ def run(request: PretrainRequest) -> dict:
     started = time.time()
     state = run_pretraining(model, optimizer, settings, sampler, out, val_windows, start_state,
                             TrainingReporter(quiet=request.quiet or rank != 0))
+    state.pop("sampler", None)
     if rank == 0:
         lengths = corpus.file_lengths()
         summary = {
@@ -160,7 +161,9 @@ def run(request: PretrainRequest) -> dict:
         }
         save_model(model, out)
         (out / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
-    if world > 1:
+    if world > 1 and not state.get("interrupted"):
         dist.barrier()
         dist.destroy_process_group()
+    if state.get("interrupted"):
+        raise KeyboardInterrupt  # exit 130 after the checkpoint and training.json are written
     return state

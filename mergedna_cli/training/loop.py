@@ -187,9 +187,10 @@ def run_pretraining(model: MergeDNA, optimizer: torch.optim.Optimizer, settings:
                 window_start = time.perf_counter()
             if step % settings.checkpoint_every == 0 or step == settings.steps:
                 checkpoint()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: save, and let the caller record and exit
         checkpoint()
         reporter.stop()
-        raise
+        state["interrupted"] = True
+        return state
     reporter.stop()
     return state

@@ -54,6 +54,7 @@ def main() -> None:
     ap.add_argument("--eval", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--wall-hours", type=float, help="wall time of all training runs, if known")
+    ap.add_argument("--history", help="markdown file appended as the card's 'Training history'")
     args = ap.parse_args()
     run, out = Path(args.run), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -152,6 +153,8 @@ the same training data and weights) is scored on exactly the same bases
 A 0.5 M-parameter model trained on CPU: its zero-shot scores are a research baseline, not a
 clinical tool. Human sequence in training is ~4.5 Mb from three loci.
 """
+    if args.history:
+        card += "\n## Training history\n\n" + Path(args.history).read_text()
     (out / "MODEL_CARD.md").write_text(card)
     print(f"wrote {out} (sha256 {sha})")
 
