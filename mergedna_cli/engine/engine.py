@@ -40,6 +40,15 @@ class _Pending:
     vectors: list = field(default_factory=list)
 
 
+def kept_token_spans(base2tok: np.ndarray, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tokens of one window's kept part, cut at its edges (tokens are decided per window):
+    (starts, ends) in contig coordinates and the token index of each span."""
+    tok = base2tok[window.keep_slice]
+    first = np.flatnonzero(np.r_[True, tok[1:] != tok[:-1]])  # first kept base of each token
+    ends = np.r_[first[1:], len(tok)]
+    return window.keep_start + first, window.keep_start + ends, tok[first]
+
+
 def per_base_vectors(out: BackendOutput) -> np.ndarray:
     """Unmerge: every base takes its token's vector, (B, N, D)."""
     return np.take_along_axis(out.token_vectors, out.base2tok[..., None], axis=1)
@@ -112,14 +121,10 @@ class Engine:
 
     @staticmethod
     def _collect_tokens(p: _Pending, out: BackendOutput, row: int, window: Window) -> None:
-        """Token spans overlapping the kept part, clipped to it (tokens are decided per window)."""
-        keep = window.keep_slice
-        tok = out.base2tok[row, keep]
-        first = np.flatnonzero(np.r_[True, tok[1:] != tok[:-1]])  # first kept base of each token
-        ends = np.r_[first[1:], len(tok)]
-        p.starts.append(window.keep_start + first)
-        p.ends.append(window.keep_start + ends)
-        p.vectors.append(out.token_vectors[row, tok[first]])
+        starts, ends, tokens = kept_token_spans(out.base2tok[row], window)
+        p.starts.append(starts)
+        p.ends.append(ends)
+        p.vectors.append(out.token_vectors[row, tokens])
 
     @staticmethod
     def _finish(p: _Pending) -> RegionEmbedding:

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import __version__
 from ..alphabet import N as N_ID
-from ..engine.engine import run_windows
+from ..engine.engine import kept_token_spans, run_windows
 from ..engine.masked import masked_log_probs
 from ..engine.windows import default_flank, tile
 from ..errors import InputError
@@ -96,14 +96,6 @@ def genome_regions(reference: Reference, chunk: int = 1 << 20) -> Iterator[tuple
             yield contig, region_start, length
 
 
-def token_spans(out, window) -> tuple[np.ndarray, np.ndarray]:
-    """Token spans of one window's kept part, cut at its edges (contig coordinates)."""
-    tok = out.base2tok[window.keep_slice]
-    first = np.flatnonzero(np.r_[True, tok[1:] != tok[:-1]])
-    ends = np.r_[first[1:], len(tok)]
-    return window.keep_start + first, window.keep_start + ends
-
-
 def run_tracks(backend, reference: Reference, spans: Iterable[tuple[str, int, int]], prefix: str,
                options: TracksOptions, model_name: str, sha256: str, log=lambda m: None,
                on_window=lambda: None) -> dict:
@@ -127,7 +119,7 @@ def run_tracks(backend, reference: Reference, spans: Iterable[tuple[str, int, in
             stats["regions"] += 1
             windows = ((None, w) for w in tile(contig, start, end, context, flank))
             for _, window, out in run_windows(backend, reference, windows, options.batch_size):
-                starts, ends = token_spans(out, window)
+                starts, ends, _ = kept_token_spans(out.base2tok, window)
                 bed.write(contig, starts, ends)
                 sizes = ends - starts
                 n = window.keep_end - window.keep_start
