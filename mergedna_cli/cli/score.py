@@ -63,7 +63,7 @@ def score(
         summary = run_score(engine_backend, reference, vcf, out, options, model_dir.name,
                             weights_sha256(model_dir), table_format=format,
                             skipped=str(skipped) if skipped else None, shard=shard_spec,
-                            argv=sys.argv[1:], log=log.info, on_records=lambda n: [tick() for _ in range(n)])
+                            argv=sys.argv[1:], log=log.info, on_records=tick)
     for user, ref in reference.renames.items():
         log.info(f"contig '{user}' matched to reference contig '{ref}'")
     counts = ", ".join(f"{status} {n}" for status, n in summary.alleles.most_common())

@@ -80,9 +80,9 @@ class _Counter:
             self._progress.start()
         return self.tick
 
-    def tick(self) -> None:
-        self.n += 1
-        if self._progress is not None and self.n % 64 == 0:
+    def tick(self, n: int = 1) -> None:
+        self.n += n
+        if self._progress is not None:
             self._progress.update(self._task, completed=self.n)
 
     def __exit__(self, *exc) -> None:

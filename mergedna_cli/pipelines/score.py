@@ -298,7 +298,10 @@ def run_score(backend, reference: Reference, vcf: str, out: str, options: ScoreO
         if skipped_handle:
             skipped_handle.close()
         raise
-    writer.close(sorted_input=is_sorted) if not table_format else writer.close()
+    if table_format:
+        writer.close()
+    else:
+        writer.close(sorted_input=is_sorted)
     if skipped_handle:
         skipped_handle.close()
     return summary
