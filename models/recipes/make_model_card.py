@@ -55,6 +55,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--wall-hours", type=float, help="wall time of all training runs, if known")
     ap.add_argument("--history", help="markdown file appended as the card's 'Training history'")
+    ap.add_argument("--hardware", help="hardware description (default: training.json's)")
     args = ap.parse_args()
     run, out = Path(args.run), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -128,7 +129,7 @@ gradient clip {settings['grad_clip']}, bf16 autocast, global batch {training['wo
 | steps done | {training['step']:,} of {settings['steps']:,} scheduled |
 | bases seen | {training['bases_seen']:,} |
 | training time | {training['train_seconds'] / 3600:.2f} h of training steps (excluding validation); wall: {wall} |
-| hardware | {training['hardware']}, {training['world_size']} processes, torch {training['torch']} |
+| hardware | {args.hardware or training['hardware']}, {training['world_size']} processes, torch {training['torch']} |
 | final losses (mean of last {settings['log_every']} steps) | total {last['total']:.3f}, MTR {last['mtr']:.3f}, latent MTR {last['latent_mtr']:.3f}, AMTM {last['amtm']:.3f} (masked-base CE {last['masked_ce']:.3f}, acc {last['masked_acc']:.3f}) |
 
 ![loss curve](loss_curve.png)
