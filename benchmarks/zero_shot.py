@@ -314,8 +314,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--model", default=str(REPO / "models" / "mergedna-small"))
     ap.add_argument("--backend", choices=["torch", "onnx"], default="torch")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--mask-spacing", type=int, default=64,
-                    help="as `mergedna score --mask-spacing` (default 64, the CLI default; 0 = one "
+    ap.add_argument("--mask-spacing", type=int, default=0,
+                    help="as `mergedna score --mask-spacing` (default 0, the CLI default; 0 = one "
                          "position per pass)")
     ap.add_argument("--strand", choices=["both", "forward"], default="both")
     ap.add_argument("--batch-size", type=int, default=16)

@@ -20,7 +20,7 @@ def score(
     vcf: Annotated[str, typer.Option("--vcf", help="Input VCF/BCF (plain, bgzip or BCF); '-' for stdin.")],
     out: Annotated[str, typer.Option("-o", "--out", help="Output: .vcf.gz (bgzip + tabix), .vcf, or '-' for stdout.")],
     format: Annotated[Optional[str], typer.Option("--format", help="Write a table instead of a VCF: tsv or parquet.")] = None,
-    mask_spacing: Annotated[int, typer.Option("--mask-spacing", min=0, help="Masked bases sharing one pass are at least this far apart; 0 = one position per pass.")] = 64,
+    mask_spacing: Annotated[int, typer.Option("--mask-spacing", min=0, help="0 (default): one masked position per pass. S > 0: positions at least S apart share a pass (faster; agreement with 0 measured in docs/benchmarks.md).")] = 0,
     ref_mismatch: Annotated[str, typer.Option("--ref-mismatch", help="REF differs from the reference: flag (keep, status), skip (drop, list in --skipped) or error.")] = "flag",
     skipped: Annotated[Optional[Path], typer.Option("--skipped", help="TSV listing every unscored allele and why.")] = None,
     shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: score the I-th of N contiguous parts (1-based).")] = None,

@@ -45,7 +45,7 @@ STATUSES = ("ok", "ref_mismatch", "symbolic_allele", "spanning_deletion", "missi
 @dataclass
 class ScoreOptions:
     strand: str = "both"
-    mask_spacing: int | None = 64
+    mask_spacing: int | None = None  # one position per pass; shared passes disagreed (rho < 0.99)
     ref_mismatch: str = "flag"   # flag | skip | error
     batch_size: int = 16
     flank: int | None = None
