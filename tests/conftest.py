@@ -109,3 +109,13 @@ def pretrain_corpus_dir(shared_data_dir: Path) -> Path:
 
 __all__ = ["MASK", "PAD", "random_ids", "expected_tokens", "round_half_up", "tiny_config",
            "build_model", "FOUR_STEP_CONFIG", "SHARED_DATA_DIR"]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A saved random tiny model (config.json + model.safetensors) for CLI and pipeline tests."""
+    from mergedna_cli.model import save_model
+
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    save_model(build_model(MergeDNAConfig.preset("tiny"), seed=0), path)
+    return path

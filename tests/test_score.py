@@ -10,9 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from mergedna_cli.model import MergeDNA, MergeDNAConfig, save_model
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REF = SHARED / "grch38_chr17_brca1_region" / "GRCh38_chr17_brca1_region.fa.gz"
@@ -23,11 +21,8 @@ needs_bcftools = pytest.mark.skipif(shutil.which("bcftools") is None, reason="bc
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    save_model(MergeDNA(MergeDNAConfig.preset("tiny")), path)
-    return path
+def model_dir(tiny_model_dir) -> Path:
+    return tiny_model_dir
 
 
 def mergedna(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -10,11 +10,9 @@ from pathlib import Path
 import numpy as np
 import pyBigWig
 import pytest
-import torch
 
 from mergedna_cli.io.reference import Reference
 from mergedna_cli.io.regions import Region
-from mergedna_cli.model import MergeDNA, MergeDNAConfig, save_model
 from mergedna_cli.pipelines.tracks import genome_regions, sorted_merged
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -24,11 +22,8 @@ pytestmark = pytest.mark.skipif(not REF.exists(), reason=f"shared data not found
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    save_model(MergeDNA(MergeDNAConfig.preset("tiny")), path)
-    return path
+def model_dir(tiny_model_dir) -> Path:
+    return tiny_model_dir
 
 
 def mergedna(*args) -> subprocess.CompletedProcess:
