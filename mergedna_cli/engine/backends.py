@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import ModelError, UsageError
 
-OUTPUTS = {  # kept in step with engine/graph.py, which imports torch
+OUTPUTS = {  # output names of the inference graphs (engine/graph.py), per part
     "full": ("log_probs", "token_vectors", "token_sizes", "token_mask", "base2tok"),
     "embedding": ("token_vectors", "token_sizes", "token_mask", "base2tok"),
 }

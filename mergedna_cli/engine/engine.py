@@ -54,6 +54,11 @@ def per_base_vectors(out: BackendOutput) -> np.ndarray:
     return np.take_along_axis(out.token_vectors, out.base2tok[..., None], axis=1)
 
 
+def row_base_vectors(row: BackendOutput) -> np.ndarray:
+    """Unmerge for one row: (N, D)."""
+    return row.token_vectors[row.base2tok]
+
+
 class Engine:
     def __init__(self, backend, reference: Reference, batch_size: int = 16,
                  flank: int | None = None, strands: str = "both"):
@@ -62,69 +67,46 @@ class Engine:
         self.flank = default_flank(self.context) if flank is None else flank
         self.batch_size, self.both_strands = batch_size, strands == "both"
 
-    def _windows(self, regions: Iterable[Region]) -> Iterator[tuple[int, Region, int, Window | None]]:
+    def _windows(self, regions: Iterable[Region]) -> Iterator[tuple[int, Region, int, Window]]:
         for index, region in enumerate(regions):
             contig = self.reference.require(region.chrom)
             n_windows = len(range(region.start, region.end, self.context - 2 * self.flank))
             for window in tile(contig, region.start, region.end, self.context, self.flank):
                 yield index, region, n_windows, window
 
-    def _run(self, ids: np.ndarray) -> tuple[BackendOutput, BackendOutput | None]:
-        if not self.both_strands:
-            return self.backend.run(ids), None
-        out = self.backend.run(np.concatenate([ids, reverse_complement(ids)]))
-        n = len(ids)
-        split = lambda a: (None, None) if a is None else (a[:n], a[n:])  # noqa: E731
-        fwd, rev = zip(*(split(getattr(out, f)) for f in BackendOutput.__dataclass_fields__))
-        return BackendOutput(*fwd), BackendOutput(*rev)
-
     def embed(self, regions: Iterable[Region], per_token: bool = False) -> Iterator[RegionEmbedding]:
         """Pooled embedding of every region, in input order (streamed)."""
         pending: dict[int, _Pending] = {}
         next_out = 0
-        batch: list[tuple[int, Window]] = []
 
-        def flush() -> Iterator[RegionEmbedding]:
-            nonlocal next_out
-            ids = np.stack([self.reference.fetch_ids(w.contig, w.start, w.end) for _, w in batch])
-            fwd, rev = self._run(ids)
-            vec_f = per_base_vectors(fwd)
-            vec_r = per_base_vectors(rev)[:, ::-1] if rev is not None else None
-            for row, (index, window) in enumerate(batch):
-                p = pending[index]
-                keep = window.keep_slice
-                kept = vec_f[row, keep].astype(np.float64).sum(0)
-                if vec_r is not None:
-                    kept = 0.5 * (kept + vec_r[row, keep].astype(np.float64).sum(0))
-                p.total += kept
-                p.bases += keep.stop - keep.start
-                if per_token:
-                    self._collect_tokens(p, fwd, row, window)
-                p.done += 1
-            batch.clear()
+        def tagged_windows():
+            for index, region, n_windows, window in self._windows(regions):
+                if index not in pending:
+                    pending[index] = _Pending(region, n_windows, np.zeros(self.backend_dim, np.float64))
+                yield index, window
+
+        for index, window, fwd, rev in run_windows(self.backend, self.reference, tagged_windows(),
+                                                   self.batch_size, self.both_strands):
+            p = pending[index]
+            keep = window.keep_slice
+            kept = row_base_vectors(fwd)[keep].astype(np.float64).sum(0)
+            if rev is not None:  # the reverse strand's window, read back in forward order
+                kept = 0.5 * (kept + row_base_vectors(rev)[::-1][keep].astype(np.float64).sum(0))
+            p.total += kept
+            p.bases += keep.stop - keep.start
+            if per_token:
+                starts, ends, tokens = kept_token_spans(fwd.base2tok, window)
+                p.starts.append(starts)
+                p.ends.append(ends)
+                p.vectors.append(fwd.token_vectors[tokens])
+            p.done += 1
             while next_out in pending and pending[next_out].done == pending[next_out].n_windows:
                 yield self._finish(pending.pop(next_out))
                 next_out += 1
 
-        for index, region, n_windows, window in self._windows(regions):
-            if index not in pending:
-                pending[index] = _Pending(region, n_windows, np.zeros(self.backend_dim, np.float64))
-            batch.append((index, window))
-            if len(batch) == self.batch_size:
-                yield from flush()
-        if batch:
-            yield from flush()
-
     @property
     def backend_dim(self) -> int:
         return self.backend.config.d_model
-
-    @staticmethod
-    def _collect_tokens(p: _Pending, out: BackendOutput, row: int, window: Window) -> None:
-        starts, ends, tokens = kept_token_spans(out.base2tok[row], window)
-        p.starts.append(starts)
-        p.ends.append(ends)
-        p.vectors.append(out.token_vectors[row, tokens])
 
     @staticmethod
     def _finish(p: _Pending) -> RegionEmbedding:
@@ -136,18 +118,19 @@ class Engine:
         return result
 
 
-def run_windows(backend, reference: Reference, windows: Iterable, batch_size: int
-                ) -> Iterator[tuple[object, Window, BackendOutput]]:
-    """Run (tag, Window) pairs through the backend in batches; yields (tag, window, one-row
-    BackendOutput) in input order. Forward strand only."""
+def run_windows(backend, reference: Reference, windows: Iterable[tuple[object, Window]], batch_size: int,
+                both_strands: bool = False) -> Iterator[tuple[object, Window, BackendOutput, BackendOutput | None]]:
+    """Run (tag, Window) pairs through the backend, `batch_size` windows per call; yields
+    (tag, window, forward row, reverse-complement row or None) in input order. The one batching
+    mechanism of the engine."""
     batch: list = []
 
     def flush():
-        ids = np.stack([reference.fetch_ids(w.contig, w.start, w.end) for _, w in batch])
-        out = backend.run(ids.astype(np.int64))
+        ids = np.stack([reference.fetch_ids(w.contig, w.start, w.end) for _, w in batch]).astype(np.int64)
+        n = len(batch)
+        out = backend.run(np.concatenate([ids, reverse_complement(ids)]) if both_strands else ids)
         for row, (tag, window) in enumerate(batch):
-            yield tag, window, BackendOutput(*(None if getattr(out, f) is None else getattr(out, f)[row]
-                                               for f in BackendOutput.__dataclass_fields__))
+            yield tag, window, _row(out, row), _row(out, n + row) if both_strands else None
         batch.clear()
 
     for item in windows:
@@ -156,3 +139,8 @@ def run_windows(backend, reference: Reference, windows: Iterable, batch_size: in
             yield from flush()
     if batch:
         yield from flush()
+
+
+def _row(out: BackendOutput, row: int) -> BackendOutput:
+    return BackendOutput(*(None if getattr(out, f) is None else getattr(out, f)[row]
+                           for f in BackendOutput.__dataclass_fields__))

@@ -11,10 +11,7 @@ from torch import nn
 
 from ..model import MergeDNA
 
-OUTPUTS = {
-    "full": ("log_probs", "token_vectors", "token_sizes", "token_mask", "base2tok"),
-    "embedding": ("token_vectors", "token_sizes", "token_mask", "base2tok"),
-}
+from .backends import OUTPUTS  # noqa: F401  (one list of output names, kept torch-free there)
 
 
 class InferenceGraph(nn.Module):

@@ -113,12 +113,11 @@ def run_tracks(backend, reference: Reference, spans: Iterable[tuple[str, int, in
                           BigWigWriter(f"{prefix}.llr.bw", chrom_sizes)]
     writers = [bed, boundary, length_bw, *signal_writers]
     stats = {"regions": 0, "bases": 0, "tokens": 0, "windows": 0}
-    spans = list(spans) if not isinstance(spans, Iterator) else spans
     try:
         for contig, start, end in spans:
             stats["regions"] += 1
             windows = ((None, w) for w in tile(contig, start, end, context, flank))
-            for _, window, out in run_windows(backend, reference, windows, options.batch_size):
+            for _, window, out, _ in run_windows(backend, reference, windows, options.batch_size):
                 starts, ends, _ = kept_token_spans(out.base2tok, window)
                 bed.write(contig, starts, ends)
                 sizes = ends - starts
