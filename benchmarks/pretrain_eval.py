@@ -70,6 +70,20 @@ def training_sources(model_dir: Path, heldout: Path) -> tuple[list[CorpusSource]
     return sources, beds, "fallback (no training.json): corpus folders, human_* weight 10"
 
 
+def fit_kmer_on_training_data(sources: list[CorpusSource], beds: list[str], cache_dir: str, ks, alphas,
+                              val_fraction: float, both_strands: bool = True):
+    """The k-mer baseline on exactly the model's training data (same files, weights, exclusions):
+    (model, selection table, corpus, corpus seconds, fit seconds). Shared with zero_shot.py."""
+    t0 = time.time()
+    corpus = Corpus.build(sources, cache_dir, beds)
+    arrays = [corpus.ids[r.offset:r.offset + r.length] for r in corpus.records]
+    weights = [corpus.sources[r.file].weight for r in corpus.records]
+    t_corpus = time.time() - t0
+    t0 = time.time()
+    kmer, table = select_and_fit(arrays, weights, ks, alphas, val_fraction, both_strands=both_strands)
+    return kmer, table, corpus, t_corpus, time.time() - t0
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -146,15 +160,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  weight {s.weight:g}  {s.path}")
     for b in beds:
         print(f"  excluded (set to N): {b}")
-    t0 = time.time()
-    corpus = Corpus.build(sources, args.cache_dir, beds)
-    arrays = [corpus.ids[r.offset:r.offset + r.length] for r in corpus.records]
-    weights = [corpus.sources[r.file].weight for r in corpus.records]
-    t_corpus = time.time() - t0
-    t0 = time.time()
-    kmer, table = select_and_fit(arrays, weights, ks, alphas, args.val_fraction,
-                                 both_strands=not args.one_strand)
-    t_fit = time.time() - t0
+    kmer, table, corpus, t_corpus, t_fit = fit_kmer_on_training_data(
+        sources, beds, args.cache_dir, ks, alphas, args.val_fraction, both_strands=not args.one_strand)
+    n_train = int(sum(r.length for r in corpus.records))
     t0 = time.time()
     kev = kmer_masked_eval(kmer, windows, args.spacing, args.phases, args.margin)
     t_kmer_eval = time.time() - t0
@@ -167,7 +175,6 @@ def main(argv: list[str] | None = None) -> dict:
     for r in table:
         mark = "  <- chosen" if r.k == kmer.k else ""
         print(f"  {r.k:>2}  {r.alpha:>7g}  {r.val_acc:>8.4f}  {r.val_ce:>7.4f}  {r.val_bases:>9}{mark}")
-    n_train = int(sum(len(a) for a in arrays))
     print(f"chosen: k={kmer.k}, alpha per order 0..{kmer.k} = "
           f"{', '.join(f'{a:g}' for a in kmer.alphas)}")
     print(f"k-mer: {n_train:,} training bases; corpus {t_corpus:.1f} s, "

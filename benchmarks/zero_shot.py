@@ -215,8 +215,6 @@ def kmer_training_sources(model_dir: Path, args) -> tuple[list[CorpusSource], li
 
 
 def fit_kmer(model_dir: Path, args):
-    from mergedna_cli.training.corpus import Corpus
-    from mergedna_cli.training.kmer_baseline import select_and_fit
 
     sources, beds, origin = kmer_training_sources(model_dir, args)
     print(f"k-mer training data: {origin}")
@@ -226,21 +224,16 @@ def fit_kmer(model_dir: Path, args):
         print(f"  weight {s.weight:g}  {s.path}")
     for b in beds:
         print(f"  excluded (set to N): {b}")
-    t0 = time.perf_counter()
-    corpus = Corpus.build(sources, args.cache_dir, beds)
-    arrays = [corpus.ids[r.offset:r.offset + r.length] for r in corpus.records]
-    weights = [corpus.sources[r.file].weight for r in corpus.records]
-    t_corpus = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    kmer, table = select_and_fit(arrays, weights, parse_ks(args.ks),
-                                 [float(a) for a in args.alphas.split(",")], args.val_fraction)
-    t_fit = time.perf_counter() - t0
+    from pretrain_eval import fit_kmer_on_training_data
+    kmer, table, corpus, t_corpus, t_fit = fit_kmer_on_training_data(
+        sources, beds, args.cache_dir, parse_ks(args.ks), [float(a) for a in args.alphas.split(",")],
+        args.val_fraction)
+    n_train = int(sum(r.length for r in corpus.records))
     print(f"  k selection (validation = last {args.val_fraction:.0%} of every record, both strands):")
     print(f"    {'k':>2}  {'alpha_k':>7}  {'val acc':>8}  {'val CE':>7}")
     for r in table:
         mark = "  <- chosen" if r.k == kmer.k else ""
         print(f"    {r.k:>2}  {r.alpha:>7g}  {r.val_acc:>8.4f}  {r.val_ce:>7.4f}{mark}")
-    n_train = int(sum(len(a) for a in arrays))
     print(f"  chosen k={kmer.k}, alphas {', '.join(f'{a:g}' for a in kmer.alphas)}; "
           f"{n_train:,} training bases; corpus {t_corpus:.1f} s, selection + refit {t_fit:.1f} s")
     info = {"k": kmer.k, "alphas": list(kmer.alphas), "training_data": origin,
