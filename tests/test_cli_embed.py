@@ -25,7 +25,7 @@ from mergedna_cli.engine.engine import Engine
 from mergedna_cli.engine.onnx_export import cached_onnx_path
 from mergedna_cli.io.reference import Reference
 from mergedna_cli.io.regions import Region
-from mergedna_cli.model import MergeDNA, MergeDNAConfig, save_model
+from mergedna_cli.model import MergeDNA, MergeDNAConfig
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REAL_REF = SHARED_DATA / "grch38_chr17_brca1_region" / "GRCh38_chr17_brca1_region.fa.gz"
@@ -59,12 +59,9 @@ def ref_path() -> Path:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
+def model_dir(tiny_model_dir) -> Path:
     torch.set_num_threads(1)
-    directory = tmp_path_factory.mktemp("tiny_model")
-    torch.manual_seed(0)
-    save_model(MergeDNA(MergeDNAConfig.preset("tiny")), directory)
-    return directory
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from mergedna_cli.engine.onnx_export import ParityError, ParityReport, export_on
 from mergedna_cli.engine.windows import default_flank, tile
 from mergedna_cli.io.reference import Reference
 from mergedna_cli.io.regions import Region
-from mergedna_cli.model import MergeDNA, MergeDNAConfig, save_model
+from mergedna_cli.model import MergeDNAConfig
 from mergedna_cli.pipelines.backend_factory import parity_sequences
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -34,12 +34,9 @@ REAL_FIRST = 42_424_999     # 0-based first real base; N before it
 # ----------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
+def model_dir(tiny_model_dir) -> Path:
     torch.set_num_threads(1)
-    directory = tmp_path_factory.mktemp("tiny_model")
-    torch.manual_seed(0)
-    save_model(MergeDNA(MergeDNAConfig.preset("tiny")), directory)
-    return directory
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="module", autouse=True)
