@@ -38,7 +38,8 @@ def _root(version: Annotated[Optional[bool], typer.Option(
 
 
 def _register() -> None:
-    from . import embed, export_onnx, info, pretrain, score, tracks  # noqa: F401  (register on `app`)
+    from . import (embed, evaluate, export_onnx, finetune, info, predict, pretrain,  # noqa: F401
+                   score, tracks)  # (each module registers its command on `app`)
 
 
 _register()

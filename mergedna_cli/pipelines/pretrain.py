@@ -20,6 +20,7 @@ from ..io.fasta_records import iter_fasta_records
 from ..model import MergeDNA, MergeDNAConfig, save_model
 from ..training.checkpoint import latest_checkpoint, load_checkpoint
 from ..training.corpus import Corpus, CorpusSource, WindowSampler, read_bed_intervals
+from ..training.distributed import init_distributed
 from ..training.evaluation import held_out_windows
 from ..training.loop import PretrainSettings, make_optimizer, run_pretraining
 from .progress import TrainingReporter
@@ -79,25 +80,9 @@ def _validation_ids(request: PretrainRequest) -> np.ndarray | None:
     return None
 
 
-def _init_distributed(device_opt: str) -> tuple[torch.device, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available() and device_opt in ("auto", "cuda")
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
-    if cuda:
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank), dist.get_rank() if world > 1 else 0, world
-    if device_opt.startswith("cuda"):
-        raise UsageError("--device cuda requested but torch sees no CUDA device")
-    if world > 1:  # share the cores between the local processes
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world))))
-    return torch.device("cpu"), dist.get_rank() if world > 1 else 0, world
-
-
 def run(request: PretrainRequest) -> dict:
     out = Path(request.out_dir)
-    device, rank, world = _init_distributed(request.device)
+    device, rank, world = init_distributed(request.device)
     settings = request.settings
     ckpt_root = out / "checkpoints"
     start_state, optimizer = None, None

@@ -1,0 +1,52 @@
+"""`mergedna evaluate`: metrics of a fine-tuned model on a labelled set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .app import app
+from .options import Backend, BatchSize, Debug, Device, Quiet, Threads
+from .paths import check_output
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Option("--model", help="Fine-tuned model directory (from `mergedna finetune`).")],
+    input: Annotated[Path, typer.Option("--input", help="Labelled TSV/CSV, or BED with a label column (+ --fasta).")],
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the metrics as JSON.")] = None,
+    fasta: Annotated[Optional[Path], typer.Option("--fasta", help="Reference for a BED input.")] = None,
+    backend: Backend = "torch",
+    device: Device = "auto",
+    batch_size: BatchSize = 64,
+    threads: Threads = None,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Accuracy, MCC, F1 and AUROC (classification) or Pearson, Spearman, MSE and R^2 (regression)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..finetune.predictor import Predictor
+    from ..pipelines.predict import read_input, run_evaluate
+    from ..pipelines.progress import Logger
+
+    if json_out is not None:
+        check_output(json_out)
+    log = Logger(quiet)
+    predictor = Predictor(model, backend, device, threads, log=log.info)
+    data = read_input(str(input), predictor, str(fasta) if fasta else None, need_labels=True)
+    with log.counter("sequences") as tick:
+        metrics = run_evaluate(predictor, data, batch_size, on_batch=tick)
+    table = Table(title=f"{model.name} on {input.name}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        table.add_row(name, "n/a" if value is None else (f"{value:,}" if isinstance(value, int) else f"{value:.4f}"))
+    Console().print(table)
+    if json_out is not None:
+        record = {"model": str(model), "input": str(input), "task": predictor.task.kind, "metrics": metrics}
+        json_out.write_text(json.dumps(record, indent=2) + "\n")

@@ -1,0 +1,33 @@
+"""A fine-tuned model at inference: the encoder runs on the torch or ONNX backend (the
+"embedding" graph), pooling and the head run in torch on CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..pipelines.backend_factory import make_backend
+from .batching import length_sorted_batches, pad_batch
+from .checkpoint import load_head, read_info, task_of
+
+
+class Predictor:
+    def __init__(self, model_dir, backend: str = "torch", device: str = "auto", threads: int | None = None,
+                 log=lambda msg: None):
+        self.info = read_info(model_dir)
+        self.task = task_of(self.info)
+        self.head = load_head(model_dir, self.info)
+        self.backend = make_backend(str(model_dir), backend, device, threads, log=log, part="embedding")
+
+    @torch.no_grad()
+    def outputs(self, ids: list[np.ndarray], batch_size: int = 64, on_batch=lambda n: None) -> np.ndarray:
+        """Class probabilities (n, C), or standardised regression values (n,), in input order."""
+        out = np.empty((len(ids), self.task.n_outputs), dtype=np.float32)
+        for index in length_sorted_batches(ids, batch_size):
+            run = self.backend.run(pad_batch(ids, index))
+            weights = run.token_sizes.astype(np.float32)[..., None]
+            pooled = (run.token_vectors * weights).sum(1) / np.maximum(weights.sum(1), 1)
+            logits = self.head(torch.from_numpy(pooled))
+            out[index] = (logits.softmax(-1) if self.task.kind == "classification" else logits).numpy()
+            on_batch(len(index))
+        return out if self.task.kind == "classification" else out[:, 0]

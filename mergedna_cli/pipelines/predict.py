@@ -1,0 +1,63 @@
+"""`mergedna predict` and `mergedna evaluate`: a fine-tuned model applied to sequences."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..finetune.batching import encode_all
+from ..finetune.metrics import task_metrics
+from ..finetune.predictor import Predictor
+from ..finetune.task import decode_regression, encode_targets
+from ..io.labelled import SequenceSet, read_sequences
+
+
+def read_input(path: str, predictor: Predictor, fasta: str | None, need_labels: bool) -> SequenceSet:
+    """The input, read with the column names the model was trained with (unless overridden)."""
+    columns = predictor.info.get("input", {})
+    return read_sequences(path, fasta, columns.get("sequence_column", "sequence"),
+                          columns.get("label_column", "label"), require_label=need_labels)
+
+
+def prediction_columns(predictor: Predictor, outputs: np.ndarray) -> tuple[list[str], list[list[str]]]:
+    task = predictor.task
+    if task.kind == "regression":
+        values = decode_regression(task, outputs.astype(np.float64))
+        return ["predicted"], [[f"{v:.6g}"] for v in values]
+    names = list(task.label_names)
+    predicted = outputs.argmax(1)
+    rows = [[names[p]] + [f"{x:.6f}" for x in probs] for p, probs in zip(predicted, outputs)]
+    return ["predicted"] + [f"prob_{name}" for name in names], rows
+
+
+def write_table(path: str, header: list[str], rows) -> None:
+    """TSV (gzip if the name ends in .gz), written to a temporary name and renamed when complete."""
+    final = Path(path)
+    tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
+    opener = gzip.open if final.name.endswith(".gz") else open
+    try:
+        with opener(tmp, "wt", newline="") as handle:
+            writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+            writer.writerow(header)
+            writer.writerows(rows)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def run_predict(predictor: Predictor, data: SequenceSet, out: str, batch_size: int,
+                on_batch=lambda n: None) -> int:
+    outputs = predictor.outputs(encode_all(data.sequences), batch_size, on_batch)
+    added, values = prediction_columns(predictor, outputs)
+    write_table(out, data.columns + added, (row + extra for row, extra in zip(data.rows, values)))
+    return len(data)
+
+
+def run_evaluate(predictor: Predictor, data: SequenceSet, batch_size: int, on_batch=lambda n: None) -> dict:
+    truth = encode_targets(predictor.task, data.labels, data.source, data.where)
+    outputs = predictor.outputs(encode_all(data.sequences), batch_size, on_batch)
+    return task_metrics(predictor.task, truth, outputs)
