@@ -210,3 +210,17 @@ def test_bed_with_label_column(tmp_path):
     bed.write_text("c1\t190\t260\tpos\n")
     with pytest.raises(InputError, match="runs past the end"):
         read_sequences(str(bed), ref, require_label=True)
+
+
+def test_two_process_gloo_finetune(motif_data, tiny_model_dir, tmp_path):
+    out = tmp_path / "ddp"
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29547",
+         "-m", "mergedna_cli", "finetune", "--train", str(motif_data["train"]), "--val", str(motif_data["val"]),
+         "-o", str(out), "--model", str(tiny_model_dir), "--epochs", "2", "--batch-size", "16", "--quiet"],
+        capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    info = json.loads((out / "finetune.json").read_text())
+    assert info["training"]["world_size"] == 2 and info["training"]["epochs_run"] == 2
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in history] == [10, 20]  # 320 sequences / (2 ranks x 16) per epoch
