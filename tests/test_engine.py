@@ -313,3 +313,39 @@ def test_onnx_backend_missing_file(backend, tmp_path):
     with pytest.raises(ModelError) as err:
         OnnxBackend(path, backend.config, device="cpu")
     assert str(err.value) == f"ONNX graph '{path}' does not exist"
+
+
+# -- the scoring graph ("masked" part): decodes only the queried bases --------------------------
+
+def test_logits_at_equal_full_decode_at_the_queries(four_step_model):
+    from mergedna_cli.alphabet import MASK, PAD
+
+    gen = torch.Generator().manual_seed(3)
+    ids = torch.randint(0, 4, (4, 200), generator=gen)
+    ids[2, 150:] = PAD
+    query = torch.tensor([[0, 5, 199], [100, 101, 102], [0, 149, 75], [198, 1, 60]])
+    ids[torch.arange(4)[:, None], query] = MASK
+    with torch.inference_mode():
+        full = four_step_model(ids).logits.gather(1, query[..., None].expand(-1, -1, 4))
+        at = four_step_model.logits_at(ids, query)
+    assert torch.allclose(at, full, atol=1e-5)
+
+
+@pytest.mark.parametrize("spacing", [None, 16])
+@pytest.mark.parametrize("both", [True, False])
+def test_masked_graph_scores_like_the_full_graph(model_dir, backend, reference, spacing, both):
+    from mergedna_cli.engine.masked import masked_log_probs
+
+    masked = TorchBackend(model_dir, device="cpu", part="masked")
+    contig = reference.contigs[0]
+    positions = BRCA1 + np.array([0, 3, 40, 41, 300, 301, 302, 900])  # real sequence
+    a = masked_log_probs(backend, reference, contig, positions, spacing, 4, both)
+    b = masked_log_probs(masked, reference, contig, positions, spacing, 4, both)
+    assert np.abs(a - b).max() < 1e-5
+
+
+def test_masked_graph_exports_with_parity(model_dir, tmp_path):
+    report = export_onnx(model_dir, tmp_path / "m.onnx", parity_sequences(256), part="masked")
+    assert report.max_abs_log_prob < 1e-4
+    onnx = OnnxBackend(tmp_path / "m.onnx", MergeDNAConfig.preset("tiny"), "cpu")
+    assert onnx.part == "masked"

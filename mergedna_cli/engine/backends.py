@@ -17,16 +17,19 @@ from ..errors import ModelError, UsageError
 OUTPUTS = {  # output names of the inference graphs (engine/graph.py), per part
     "full": ("log_probs", "token_vectors", "token_sizes", "token_mask", "base2tok"),
     "embedding": ("token_vectors", "token_sizes", "token_mask", "base2tok"),
+    "masked": ("log_probs",),  # at the query positions only: (B, Q, 4)
 }
+INPUTS = {"full": ("ids",), "embedding": ("ids",), "masked": ("ids", "query")}
 
 
 @dataclass
 class BackendOutput:
-    log_probs: np.ndarray | None  # (B, N, 4) float32, natural log, over A C G T; None for "embedding"
-    token_vectors: np.ndarray  # (B, L, D) float32
-    token_sizes: np.ndarray    # (B, L) int64, 0 for PAD tokens
-    token_mask: np.ndarray     # (B, L) bool
-    base2tok: np.ndarray       # (B, N) int64
+    log_probs: np.ndarray | None  # (B, N, 4) float32, natural log, over A C G T; None for "embedding";
+    #                               (B, Q, 4) at the query positions for "masked"
+    token_vectors: np.ndarray | None  # (B, L, D) float32; None for "masked"
+    token_sizes: np.ndarray | None    # (B, L) int64, 0 for PAD tokens
+    token_mask: np.ndarray | None     # (B, L) bool
+    base2tok: np.ndarray | None       # (B, N) int64
 
 
 class TorchBackend:
@@ -49,13 +52,19 @@ class TorchBackend:
         self.model = load_model(model_dir, device=self.device)
         self.graph = InferenceGraph(self.model, part)
         self.config = self.model.config
+        self.part = part
         self.outputs = OUTPUTS[part]
 
-    def run(self, ids: np.ndarray) -> BackendOutput:
+    def run(self, ids: np.ndarray, query: np.ndarray | None = None) -> BackendOutput:
+        """query (B, Q) base positions: required by, and only used by, the "masked" part."""
         import torch
 
+        inputs = [torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64)).to(self.device)]
+        if self.part == "masked":
+            inputs.append(torch.from_numpy(np.ascontiguousarray(query, dtype=np.int64)).to(self.device))
         with torch.inference_mode():
-            out = self.graph(torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64)).to(self.device))
+            out = self.graph(*inputs)
+        out = (out,) if self.part == "masked" else out
         return _output(self.outputs, [t.cpu().numpy() for t in out])
 
 
@@ -91,13 +100,17 @@ class OnnxBackend:
             raise ModelError(f"cannot load ONNX graph '{onnx_path}': {str(exc).splitlines()[0]}") from None
         self.config = config
         self.outputs = tuple(o.name for o in self.session.get_outputs())
+        self.part = "masked" if "query" in {i.name for i in self.session.get_inputs()} else (
+            "full" if "log_probs" in self.outputs else "embedding")
 
-    def run(self, ids: np.ndarray) -> BackendOutput:
-        out = self.session.run(None, {"ids": np.ascontiguousarray(ids, dtype=np.int64)})
-        return _output(self.outputs, out)
+    def run(self, ids: np.ndarray, query: np.ndarray | None = None) -> BackendOutput:
+        feed = {"ids": np.ascontiguousarray(ids, dtype=np.int64)}
+        if self.part == "masked":
+            feed["query"] = np.ascontiguousarray(query, dtype=np.int64)
+        return _output(self.outputs, self.session.run(None, feed))
 
 
 def _output(names, arrays) -> BackendOutput:
     values = dict(zip(names, arrays))
-    return BackendOutput(values.get("log_probs"), values["token_vectors"], values["token_sizes"],
-                         values["token_mask"], values["base2tok"])
+    return BackendOutput(values.get("log_probs"), values.get("token_vectors"), values.get("token_sizes"),
+                         values.get("token_mask"), values.get("base2tok"))

@@ -1,7 +1,9 @@
 """The inference graphs shared by the PyTorch backend and the ONNX export.
 
 "full" runs the whole network and returns per-base log-probabilities too; "embedding" stops after
-the latent encoder (embed needs only token vectors and the token map), skipping both decoders.
+the latent encoder (embed needs only token vectors and the token map), skipping both decoders;
+"masked" takes query positions as a second input and returns log-probabilities there only (the
+local decoder runs on each query's receptive field, not the whole window): the scoring pass.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from torch import nn
 
 from ..model import MergeDNA
 
-from .backends import OUTPUTS  # noqa: F401  (one list of output names, kept torch-free there)
+from .backends import INPUTS, OUTPUTS  # noqa: F401  (one list of names, kept torch-free there)
 
 
 class InferenceGraph(nn.Module):
@@ -22,7 +24,9 @@ class InferenceGraph(nn.Module):
         super().__init__()
         self.model, self.part = model.eval(), part
 
-    def forward(self, ids: torch.Tensor):
+    def forward(self, ids: torch.Tensor, query: torch.Tensor | None = None):
+        if self.part == "masked":
+            return self.model.logits_at(ids, query).float().log_softmax(-1)
         if self.part == "embedding":
             out = self.model.encode(ids)
             return out.token_vectors.float(), out.token_sizes, out.token_mask, out.base2tok

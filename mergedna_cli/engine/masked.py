@@ -59,7 +59,9 @@ def masked_log_probs(backend, reference, contig: str, positions: np.ndarray, spa
         rows = pass_of[members] - first
         cols = offset_in_window[members]
         ids[rows, cols] = MASK
-        if both_strands:
+        if getattr(backend, "part", "full") == "masked":
+            result[members] = _query_pass(backend, ids, rows, cols, both_strands)
+        elif both_strands:
             out = backend.run(np.concatenate([ids, reverse_complement(ids)])).log_probs
             forward, reverse = out[: len(passes)], out[len(passes):]
             lp_f = forward[rows, cols]
@@ -68,3 +70,20 @@ def masked_log_probs(backend, reference, contig: str, positions: np.ndarray, spa
         else:
             result[members] = backend.run(ids).log_probs[rows, cols]
     return result.astype(np.float32)
+
+
+def _query_pass(backend, ids: np.ndarray, rows: np.ndarray, cols: np.ndarray, both_strands: bool) -> np.ndarray:
+    """Log-probabilities at (rows, cols) from the "masked" graph, which decodes only the queried
+    bases. rows are sorted; a row with fewer queries than the fullest one repeats its first."""
+    first = np.searchsorted(rows, rows)  # index of each row's first query
+    rank = np.arange(len(rows)) - first
+    query = np.zeros((len(ids), rank.max() + 1), dtype=np.int64)
+    query[rows] = cols[first][:, None]
+    query[rows, rank] = cols
+    if not both_strands:
+        return backend.run(ids, query).log_probs[rows, rank]
+    n = ids.shape[1]
+    out = backend.run(np.concatenate([ids, reverse_complement(ids)]),
+                      np.concatenate([query, n - 1 - query])).log_probs
+    forward, reverse = out[: len(ids)], out[len(ids):]
+    return 0.5 * (forward[rows, rank].astype(np.float64) + reverse[rows, rank][:, _COMPLEMENT_COLUMNS])

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..alphabet import MASK
 from ..errors import MergeDNAError, ModelError
 from ..model.serialization import weights_sha256
-from .graph import OUTPUTS
+from .graph import INPUTS, OUTPUTS
 
 DEFAULT_TOLERANCE = 1e-4
 OPSET = 18
@@ -38,10 +39,25 @@ class ParityError(MergeDNAError):
     pass
 
 
+def masked_queries(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The scoring graph's parity inputs: the first, middle and last base of each row masked and
+    queried (window edges included, where a query's receptive field is cut)."""
+    n = ids.shape[1]
+    query = np.broadcast_to(np.array([0, n // 2, n - 1]), (len(ids), 3)).copy()
+    masked = ids.copy()
+    masked[np.arange(len(ids))[:, None], query] = MASK
+    return masked, query
+
+
 def parity_check(torch_backend, onnx_backend, sequences: list[np.ndarray]) -> ParityReport:
     """Compare both backends on each id batch in `sequences`."""
     lp, vec, same = 0.0, 0.0, True
     for ids in sequences:
+        if torch_backend.part == "masked":
+            ids, query = masked_queries(ids)
+            a, b = torch_backend.run(ids, query), onnx_backend.run(ids, query)
+            lp = max(lp, float(np.abs(a.log_probs - b.log_probs).max()))
+            continue
         a, b = torch_backend.run(ids), onnx_backend.run(ids)
         if a.log_probs is not None:
             lp = max(lp, float(np.abs(a.log_probs - b.log_probs).max()))
@@ -65,16 +81,20 @@ def export_onnx(model_dir: str | os.PathLike, out_path: str | os.PathLike, check
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.tmp{os.getpid()}")
     model = load_model(model_dir)
-    example = torch.from_numpy(check_ids[0][:1].astype(np.int64))
+    example = (torch.from_numpy(check_ids[0][:1].astype(np.int64)),)
     names = OUTPUTS[part]
     axes = {"ids": {0: "batch", 1: "length"}, "base2tok": {0: "batch", 1: "length"}}
     axes.update({name: {0: "batch", 1: "tokens"} for name in ("token_vectors", "token_sizes", "token_mask")})
-    if "log_probs" in names:
+    if part == "masked":
+        ids, query = masked_queries(check_ids[0][:1].astype(np.int64))
+        example = (torch.from_numpy(ids), torch.from_numpy(query))
+        axes.update(query={0: "batch", 1: "queries"}, log_probs={0: "batch", 1: "queries"})
+    elif "log_probs" in names:
         axes["log_probs"] = {0: "batch", 1: "length"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(InferenceGraph(model, part), (example,), str(tmp), input_names=["ids"],
+            torch.onnx.export(InferenceGraph(model, part), example, str(tmp), input_names=list(INPUTS[part]),
                               output_names=list(names), dynamic_axes=axes,
                               opset_version=OPSET, dynamo=False)
         except Exception as exc:

@@ -166,7 +166,40 @@ class MergeDNA(nn.Module):
             x = block(x, base_pos, tokens.base_valid)
         return self.head(self.out_norm(x))
 
+    def decode_at(self, h: torch.Tensor, tokens: LocalTokens, query: torch.Tensor) -> torch.Tensor:
+        """Logits (B, Q, 4) at base positions `query` (B, Q) only: the latent decoder runs over all
+        tokens, the local decoder only over each query's receptive field (radius x blocks bases
+        on each side). Equal to `decode(h, tokens)` gathered at `query`, for a fraction of the cost."""
+        state = tokens.state
+        for block in self.latent_decoder:
+            h = block(h, state.pos, state.valid)
+        B, N = tokens.base2tok.shape
+        reach = (self.config.window // 2) * len(self.local_decoder)
+        span = torch.arange(-reach, reach + 1, device=h.device)
+        idx = query[..., None] + span  # (B, Q, S) base positions around each query
+        inside = (idx >= 0) & (idx < N)
+        idx = idx.clamp(0, N - 1)
+        Q, S = idx.shape[1], idx.shape[2]
+        flat = idx.reshape(B, Q * S)
+        tok = tokens.base2tok.gather(1, flat)
+        x = h.gather(1, tok[..., None].expand(-1, -1, h.shape[-1]))  # (B, Q*S, D)
+        token_start = state.size.cumsum(1) - state.size
+        offset = flat - token_start.gather(1, tok).long()
+        x = x + self.token_offset(offset.clamp(0, self.config.max_token_offset - 1))
+        valid = tokens.base_valid.gather(1, flat).reshape(B, Q, S) & inside
+        x = x.reshape(B * Q, S, -1)
+        pos, valid = idx.reshape(B * Q, S).float(), valid.reshape(B * Q, S)
+        for block in self.local_decoder:
+            x = block(x, pos, valid)
+        return self.head(self.out_norm(x[:, reach])).reshape(B, Q, -1)
+
     # -- inference ----------------------------------------------------------------------------
+    def logits_at(self, ids: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """Per-base logits (B, Q, 4) at positions `query` (B, Q) of ids (B, N); the scoring pass."""
+        tokens = self.tokenize(ids)
+        h, _ = self.encode_latent(tokens)
+        return self.decode_at(h, tokens, query)
+
     def forward(self, ids: torch.Tensor) -> InferenceOutput:
         """Inference pass at the configured compression. ids (B, N) int64, PAD-padded on the right."""
         return self.encode(ids, with_logits=True)
