@@ -132,11 +132,15 @@ def stamped_sha256(path: Path) -> str | None:
     return next((p.value for p in graph.metadata_props if p.key == "mergedna_weights_sha256"), None)
 
 
+def onnx_file_name(part: str) -> str:
+    return "model.onnx" if part == "full" else f"model.{part}.onnx"
+
+
 def cached_onnx_path(model_dir: str | os.PathLike, part: str = "full") -> Path:
     """Where `--backend onnx` keeps the graph exported for a model: next to the weights when
     shipped (model.onnx, model.embedding.onnx), else in the user cache keyed by the weights'
     sha256. A shipped graph stamped with other weights is ignored."""
-    name = "model.onnx" if part == "full" else f"model.{part}.onnx"
+    name = onnx_file_name(part)
     shipped = Path(model_dir) / name
     sha = weights_sha256(model_dir)
     if shipped.is_file() and stamped_sha256(shipped) == sha:
