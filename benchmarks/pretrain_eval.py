@@ -94,6 +94,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--phases", type=int, default=4,
                     help="mask offsets per window (each a separate pass of the model)")
     ap.add_argument("--margin", type=int, default=16)
+    ap.add_argument("--strands", choices=["forward", "both", "each"], default="each",
+                    help="model predictions from the forward strand, the mean over both strands "
+                         "(as `score` uses it), or each reported (default)")
     ap.add_argument("--ks", default="0-6", help="k values to select from, e.g. '0-6' or '2,4,6'")
     ap.add_argument("--alphas", default=",".join(str(a) for a in DEFAULT_ALPHAS))
     ap.add_argument("--val-fraction", type=float, default=0.1)
@@ -144,14 +147,19 @@ def main(argv: list[str] | None = None) -> dict:
                      "spacing": args.spacing, "phases": args.phases, "margin": args.margin}
     rows = []
     if model is not None:
-        t0 = time.time()
-        ev = masked_base_eval(model, windows, args.spacing, args.phases, args.margin)
-        t_model = time.time() - t0
-        rows.append((model_name, ev.accuracy, ev.cross_entropy, ev.n_bases))
-        results["model"] = {"name": model_name, "dir": str(model_dir), "accuracy": ev.accuracy,
+        modes = ["forward", "both"] if args.strands == "each" else [args.strands]
+        for mode in modes:
+            t0 = time.time()
+            ev = masked_base_eval(model, windows, args.spacing, args.phases, args.margin,
+                                  both_strands=mode == "both")
+            t_model = time.time() - t0
+            name = f"{model_name}, {'both strands' if mode == 'both' else 'forward strand'}"
+            rows.append((name, ev.accuracy, ev.cross_entropy, ev.n_bases))
+            key = "model" if mode == "forward" else "model_both_strands"
+            results[key] = {"name": name, "dir": str(model_dir), "accuracy": ev.accuracy,
                             "cross_entropy": ev.cross_entropy, "bases": ev.n_bases,
                             "seconds": round(t_model, 1)}
-        print(f"model evaluated in {t_model:.1f} s")
+            print(f"model ({mode}) evaluated in {t_model:.1f} s")
 
     # k-mer baseline on the model's training data
     sources, beds, origin = training_sources(model_dir, Path(args.heldout))

@@ -2,7 +2,8 @@
 
 Single bases are masked `spacing` apart (one masked token each, as in zero-shot scoring), the
 model predicts them from both sides, and accuracy / CE (nats per base) are averaged over every
-masked A/C/G/T base. `masked_positions` is shared with the k-mer baseline so both models are
+masked A/C/G/T base. With `both_strands` the prediction is the mean of the probabilities from the
+window and from its reverse complement (as `score --strand both` uses the model). `masked_positions` is shared with the k-mer baseline so both models are
 scored on exactly the same bases.
 """
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..alphabet import MASK, N_BASES
+from ..alphabet import MASK, N_BASES, reverse_complement
 from ..model import MergeDNA
 
 
@@ -39,7 +40,7 @@ def held_out_windows(ids: np.ndarray, context: int, max_windows: int) -> np.ndar
 
 @torch.no_grad()
 def masked_base_eval(model: MergeDNA, windows: np.ndarray, spacing: int = 32, phases: int = 1,
-                     margin: int = 16, batch_size: int = 32) -> MaskedEval:
+                     margin: int = 16, batch_size: int = 32, both_strands: bool = False) -> MaskedEval:
     """Mask every `spacing`-th base (for each phase), predict it, report accuracy and CE."""
     was_training = model.training
     model.eval()
@@ -53,6 +54,11 @@ def masked_base_eval(model: MergeDNA, windows: np.ndarray, spacing: int = 32, ph
             masked = batch.clone()
             masked[:, pos] = MASK
             logp = model(masked).logits[:, pos].float().log_softmax(-1)  # (b, P, 4)
+            if both_strands:  # the reverse strand predicts the complement at the mirrored position
+                rc = torch.from_numpy(reverse_complement(masked.cpu().numpy()).astype(np.int64)).to(device)
+                n = windows.shape[1]
+                logp_rc = model(rc).logits[:, n - 1 - pos].float().log_softmax(-1).flip(-1)  # A<->T, C<->G
+                logp = torch.logaddexp(logp, logp_rc) - np.log(2.0)
             scored = truth < N_BASES
             nll = -logp.gather(-1, truth.clamp(max=N_BASES - 1)[..., None])[..., 0]
             correct += int(((logp.argmax(-1) == truth) & scored).sum())
