@@ -73,7 +73,7 @@ def kmer_baseline(paths: dict[str, Path], seed: int) -> dict:
     fva = scaler.transform(normalize(vec.transform(xva), norm="l1"))
     fte = scaler.transform(normalize(vec.transform(xte), norm="l1"))
     best = None
-    for c in (0.01, 0.1, 1.0, 10.0):
+    for c in (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 10.0):
         clf = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(ftr, ytr)
         mcc = matthews_corrcoef(yva, clf.predict(fva))
         if best is None or mcc > best[0]:
@@ -88,13 +88,14 @@ def kmer_baseline(paths: dict[str, Path], seed: int) -> dict:
 
 def _mergedna(*args) -> None:
     proc = subprocess.run([sys.executable, "-m", "mergedna_cli", *map(str, args)], text=True,
-                          stderr=subprocess.PIPE)
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if proc.returncode != 0:
         raise SystemExit(f"mergedna {' '.join(map(str, args[:1]))} failed: {proc.stderr.strip()}")
 
 
 def mergedna_finetune(paths: dict[str, Path], work: Path, args) -> dict:
-    model_dir = work / f"model-{args.mode}"
+    rc = work.name in args.rc_augment
+    model_dir = work / f"model-{args.mode}{'-rc' if rc else ''}{args.tag}"
     if not (model_dir / "finetune.json").is_file() or args.retrain:
         if model_dir.exists():
             import shutil
@@ -102,7 +103,8 @@ def mergedna_finetune(paths: dict[str, Path], work: Path, args) -> dict:
         t0 = time.time()
         _mergedna("finetune", "--train", paths["train"], "--val", paths["val"], "-o", model_dir,
                   "--model", args.model, "--epochs", args.epochs, "--lr", args.lr, "--batch-size", args.batch_size,
-                  "--patience", args.patience, "--seed", args.seed, f"--{args.mode}", *(
+                  "--patience", args.patience, "--seed", args.seed, f"--{args.mode}",
+                  *(["--rc-augment"] if rc else []), *(
                       ["--threads", args.threads] if args.threads else []), "--quiet")
         wall = time.time() - t0
     else:
@@ -111,11 +113,12 @@ def mergedna_finetune(paths: dict[str, Path], work: Path, args) -> dict:
     history = [json.loads(line) for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
     results = {}
     for split in ("val", "test"):
-        out = work / f"eval-{args.mode}-{split}.json"
+        out = model_dir / f"eval-{split}.json"
         _mergedna("evaluate", "--model", model_dir, "--input", paths[split], "--json", out, "--quiet",
                   *(["--threads", args.threads] if args.threads else []))
         results[split] = json.loads(out.read_text())["metrics"]
-    return {"name": f"MergeDNA {info['base_model']['name']} fine-tuned ({info['mode']})",
+    return {"name": f"MergeDNA {info['base_model']['name']} fine-tuned ({info['mode']}"
+                    f"{', both strands' if rc else ''})", "dir": str(model_dir), "settings": info["settings"],
             "base_sha256": info["base_model"]["sha256"], "best_epoch": info["best_epoch"],
             "epochs_run": info["training"]["epochs_run"], "val": results["val"], "test": results["test"],
             "train_seconds": info["training"]["train_seconds"], "command_wall_seconds": wall,
@@ -134,6 +137,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--patience", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rc-augment", nargs="*", default=["enhancers"], metavar="DATASET",
+                    help="datasets whose labels are strand-symmetric (default: enhancers)")
+    ap.add_argument("--tag", default="", help="suffix of the model directory, to keep variants apart")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--work-dir", default=str(REPO / "runs" / "finetune_eval"))
     ap.add_argument("--retrain", action="store_true", help="fine-tune again even if a model exists")

@@ -224,3 +224,18 @@ def test_two_process_gloo_finetune(motif_data, tiny_model_dir, tmp_path):
     assert info["training"]["world_size"] == 2 and info["training"]["epochs_run"] == 2
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in history] == [10, 20]  # 320 sequences / (2 ranks x 16) per epoch
+
+
+def test_rc_augmented_model_is_strand_symmetric(motif_data, tiny_model_dir, tmp_path):
+    out = tmp_path / "rc"
+    _cli("finetune", "--train", motif_data["train"], "--val", motif_data["val"], "-o", out,
+         "--model", tiny_model_dir, "--epochs", 1, "--batch-size", 32, "--rc-augment", "--threads", 1, "--quiet")
+    assert json.loads((out / "finetune.json").read_text())["strand"] == "both"
+    comp = str.maketrans("ACGT", "TGCA")
+    seqs = [s for s, _ in _planted(4, 64, seed=5)]
+    fasta = tmp_path / "both.fa"
+    fasta.write_text("".join(f">f{i}\n{s}\n>r{i}\n{s.translate(comp)[::-1]}\n" for i, s in enumerate(seqs)))
+    pred = tmp_path / "p.tsv"
+    _cli("predict", "--model", out, "--input", fasta, "-o", pred, "--quiet")
+    probs = [float(r["prob_motif"]) for r in csv.DictReader(open(pred), delimiter="\t")]
+    assert np.allclose(probs[0::2], probs[1::2], atol=1e-5)

@@ -55,6 +55,7 @@ def finetune(
     patience: Annotated[int, typer.Option(min=1, help="Stop after this many epochs without a better validation score.")] = 3,
     freeze_encoder: Annotated[bool, typer.Option("--freeze-encoder/--full", help="Train the head only (embeddings computed once), or the encoder too (default).")] = False,
     balance: Annotated[str, typer.Option(help="Skewed classes: weights (loss weights), sampling (balanced batches) or none.")] = "weights",
+    rc_augment: Annotated[bool, typer.Option("--rc-augment", help="Labels do not depend on strand (e.g. enhancers): train on a random strand per sequence; validation and predict average both strands.")] = False,
     hidden: Annotated[int, typer.Option(min=1, help="Hidden units of the head.")] = 128,
     dropout: Annotated[float, typer.Option(min=0.0, max=0.9, help="Dropout in the head.")] = 0.1,
     seed: Annotated[int, typer.Option()] = 0,
@@ -73,7 +74,7 @@ def finetune(
     log = Logger(quiet)
     settings = FinetuneSettings(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                 warmup=warmup, patience=patience, freeze_encoder=freeze_encoder,
-                                balance=balance, seed=seed)
+                                balance=balance, seed=seed, rc_augment=rc_augment)
     summary = run(FinetuneRequest(
         train=str(train), val=str(val), out_dir=str(out), settings=settings, base_model=model, task=task,
         fasta=str(fasta) if fasta else None, sequence_column=sequence_column, label_column=label_column,

@@ -6,6 +6,8 @@ and stay frozen. `freeze_encoder` computes every pooled embedding once and train
 which is what makes it cheap. Model selection and early stopping look at the validation split
 only: the headline metric (MCC, or Pearson r for regression), ties broken by validation loss.
 Under torchrun each rank trains on its own slice of every epoch's shuffled order (DDP).
+With `rc_augment` (for strand-symmetric labels such as enhancers) every training sequence is
+read from a random strand each time, and validation averages both strands, as `predict` then does.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .batching import length_sorted_batches, pad_batch
+from .batching import length_sorted_batches, pad_rows, reverse_complements
 from .head import SequenceModel
 from .metrics import headline, task_metrics
 from .task import TaskSpec
@@ -42,6 +44,7 @@ class FinetuneSettings:
     balance: str = "weights"
     grad_clip: float = 1.0
     seed: int = 0
+    rc_augment: bool = False  # train on a random strand per sequence; predict on both, averaged
 
 
 @dataclass
@@ -98,17 +101,25 @@ def epoch_order(split: Split, task: TaskSpec, settings: FinetuneSettings, epoch:
 
 
 class _Features:
-    """Inputs of the trainable module: id batches (full) or cached pooled embeddings (frozen)."""
+    """Inputs of the trainable module: id batches (full) or cached pooled embeddings (frozen),
+    for the forward strand or, where `flip` is set, the reverse complement."""
 
-    def __init__(self, model: SequenceModel, split: Split, frozen: bool, device, batch_size: int):
-        self.split, self.device, self.cache = split, device, None
-        if frozen:
-            self.cache = embed_all(model, split.ids, device, batch_size)
+    def __init__(self, model: SequenceModel, split: Split, frozen: bool, device, batch_size: int,
+                 both_strands: bool):
+        self.split, self.device = split, device
+        self.strands = [split.ids] + ([reverse_complements(split.ids)] if both_strands else [])
+        self.caches = [embed_all(model, ids, device, batch_size) for ids in self.strands] if frozen else None
 
-    def __call__(self, index: np.ndarray) -> torch.Tensor:
-        if self.cache is not None:
-            return self.cache[torch.from_numpy(index)].to(self.device)
-        return torch.from_numpy(pad_batch(self.split.ids, index)).to(self.device)
+    def __call__(self, index: np.ndarray, flip: np.ndarray | None = None) -> torch.Tensor:
+        flip = np.zeros(len(index), dtype=bool) if flip is None else flip
+        if self.caches is not None:
+            rows = torch.from_numpy(index)
+            out = self.caches[0][rows]
+            if flip.any():
+                out[torch.from_numpy(flip)] = self.caches[1][rows[torch.from_numpy(flip)]]
+            return out.to(self.device)
+        rows = [self.strands[int(f)][i] for i, f in zip(index, flip)]
+        return torch.from_numpy(pad_rows(rows)).to(self.device)
 
 
 @torch.no_grad()
@@ -117,7 +128,7 @@ def embed_all(model: SequenceModel, ids: list[np.ndarray], device, batch_size: i
     model.eval()
     out = torch.empty(len(ids), model.head.shape["d_in"])
     for index in length_sorted_batches(ids, batch_size):
-        out[torch.from_numpy(index)] = model.embed(torch.from_numpy(pad_batch(ids, index)).to(device)).float().cpu()
+        out[torch.from_numpy(index)] = model.embed(torch.from_numpy(pad_rows([ids[i] for i in index])).to(device)).float().cpu()
     model.train(was_training)
     return out
 
@@ -125,14 +136,18 @@ def embed_all(model: SequenceModel, ids: list[np.ndarray], device, batch_size: i
 @torch.no_grad()
 def predict_outputs(model: SequenceModel, task: TaskSpec, features: _Features, n: int,
                     batch_size: int, frozen: bool) -> np.ndarray:
-    """Class probabilities (n, C) or standardised predictions (n,), in input order."""
+    """Class probabilities (n, C) or standardised predictions (n,), in input order, averaged over
+    the strands the features hold."""
     was_training = model.training
     model.eval()
-    out = np.empty((n, task.n_outputs), dtype=np.float32)
+    out = np.zeros((n, task.n_outputs), dtype=np.float32)
+    n_strands = len(features.strands)
     for index in length_sorted_batches(features.split.ids, batch_size):
-        x = features(index)
-        logits = model.head(x) if frozen else model(x)
-        out[index] = (logits.float().softmax(-1) if task.kind == "classification" else logits.float()).cpu().numpy()
+        for strand in range(n_strands):
+            x = features(index, np.full(len(index), bool(strand)))
+            logits = model.head(x) if frozen else model(x)
+            y = logits.float().softmax(-1) if task.kind == "classification" else logits.float()
+            out[index] += y.cpu().numpy() / n_strands
     model.train(was_training)
     return out if task.kind == "classification" else out[:, 0]
 
@@ -170,8 +185,9 @@ def run_finetune(model: SequenceModel, task: TaskSpec, train: Split, val: Split,
     eval_batch = max(settings.batch_size, 64)
 
     t0 = time.perf_counter()
-    train_features = _Features(model, train, frozen, device, eval_batch)
-    val_features = _Features(model, val, frozen, device, eval_batch)
+    both = settings.rc_augment
+    train_features = _Features(model, train, frozen, device, eval_batch, both)
+    val_features = _Features(model, val, frozen, device, eval_batch, both)
     embed_seconds = time.perf_counter() - t0 if frozen else 0.0
 
     module: nn.Module = model.head if frozen else model
@@ -194,10 +210,12 @@ def run_finetune(model: SequenceModel, task: TaskSpec, train: Split, val: Split,
     for epoch in range(1, settings.epochs + 1):
         t_epoch = time.perf_counter()
         losses, bases = [], 0
+        flips = np.random.default_rng([settings.seed, epoch, rank, 1])
         for index in epoch_order(train, task, settings, epoch, rank, world):
             for group in optimizer.param_groups:
                 group["lr"] = settings.lr * lr_factor(step, total, warmup)
-            x, y = train_features(index), targets[torch.from_numpy(index)].to(device)
+            flip = flips.random(len(index)) < 0.5 if both else None
+            x, y = train_features(index, flip), targets[torch.from_numpy(index)].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 loss = loss_fn(trainable(x), y)
             optimizer.zero_grad(set_to_none=True)

@@ -1,5 +1,6 @@
 """A fine-tuned model at inference: the encoder runs on the torch or ONNX backend (the
-"embedding" graph), pooling and the head run in torch on CPU."""
+"embedding" graph), pooling and the head run in torch on CPU. A model fine-tuned with
+reverse-complement augmentation (finetune.json "strand": "both") averages both strands."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import torch
 
 from ..pipelines.backend_factory import make_backend
-from .batching import length_sorted_batches, pad_batch
+from .batching import length_sorted_batches, pad_rows, reverse_complements
 from .checkpoint import load_head, read_info, task_of
 
 
@@ -18,16 +19,20 @@ class Predictor:
         self.task = task_of(self.info)
         self.head = load_head(model_dir, self.info)
         self.backend = make_backend(str(model_dir), backend, device, threads, log=log, part="embedding")
+        self.both_strands = self.info.get("strand", "forward") == "both"
 
     @torch.no_grad()
     def outputs(self, ids: list[np.ndarray], batch_size: int = 64, on_batch=lambda n: None) -> np.ndarray:
         """Class probabilities (n, C), or standardised regression values (n,), in input order."""
-        out = np.empty((len(ids), self.task.n_outputs), dtype=np.float32)
+        strands = [ids] + ([reverse_complements(ids)] if self.both_strands else [])
+        out = np.zeros((len(ids), self.task.n_outputs), dtype=np.float32)
         for index in length_sorted_batches(ids, batch_size):
-            run = self.backend.run(pad_batch(ids, index))
-            weights = run.token_sizes.astype(np.float32)[..., None]
-            pooled = (run.token_vectors * weights).sum(1) / np.maximum(weights.sum(1), 1)
-            logits = self.head(torch.from_numpy(pooled))
-            out[index] = (logits.softmax(-1) if self.task.kind == "classification" else logits).numpy()
+            for strand in strands:
+                run = self.backend.run(pad_rows([strand[i] for i in index]))
+                weights = run.token_sizes.astype(np.float32)[..., None]
+                pooled = (run.token_vectors * weights).sum(1) / np.maximum(weights.sum(1), 1)
+                logits = self.head(torch.from_numpy(pooled))
+                y = logits.softmax(-1) if self.task.kind == "classification" else logits
+                out[index] += y.numpy() / len(strands)
             on_batch(len(index))
         return out if self.task.kind == "classification" else out[:, 0]

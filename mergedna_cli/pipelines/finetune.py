@@ -103,6 +103,7 @@ def run(request: FinetuneRequest, log=lambda msg: None, on_step=lambda done, tot
     def save(record: dict) -> None:
         save_finetuned(model, out, task, {
             "base_model": base_info, "mode": "freeze-encoder" if settings.freeze_encoder else "full",
+            "strand": "both" if settings.rc_augment else "forward",
             "data": data_info, "input": {"sequence_column": request.sequence_column,
                                          "label_column": request.label_column},
             "settings": vars(settings) | {"hidden": request.hidden, "dropout": request.dropout},
