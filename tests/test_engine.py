@@ -349,3 +349,15 @@ def test_masked_graph_exports_with_parity(model_dir, tmp_path):
     assert report.max_abs_log_prob < 1e-4
     onnx = OnnxBackend(tmp_path / "m.onnx", MergeDNAConfig.preset("tiny"), "cpu")
     assert onnx.part == "masked"
+
+
+def test_tokens_graph_matches_the_full_graph_and_exports(model_dir, tmp_path):
+    ids = parity_sequences(256)[1]
+    full = TorchBackend(model_dir, device="cpu", part="full").run(ids)
+    tokens = TorchBackend(model_dir, device="cpu", part="tokens").run(ids)
+    assert tokens.token_vectors is None and tokens.log_probs is None
+    for name in ("token_sizes", "token_mask", "base2tok"):
+        assert np.array_equal(getattr(full, name), getattr(tokens, name))
+    report = export_onnx(model_dir, tmp_path / "t.onnx", parity_sequences(256), part="tokens")
+    assert report.tokens_identical
+    assert OnnxBackend(tmp_path / "t.onnx", MergeDNAConfig.preset("tiny"), "cpu").part == "tokens"

@@ -18,8 +18,9 @@ OUTPUTS = {  # output names of the inference graphs (engine/graph.py), per part
     "full": ("log_probs", "token_vectors", "token_sizes", "token_mask", "base2tok"),
     "embedding": ("token_vectors", "token_sizes", "token_mask", "base2tok"),
     "masked": ("log_probs",),  # at the query positions only: (B, Q, 4)
+    "tokens": ("token_sizes", "token_mask", "base2tok"),  # the learned tokenizer alone
 }
-INPUTS = {"full": ("ids",), "embedding": ("ids",), "masked": ("ids", "query")}
+INPUTS = {"full": ("ids",), "embedding": ("ids",), "masked": ("ids", "query"), "tokens": ("ids",)}
 
 
 @dataclass
@@ -100,8 +101,7 @@ class OnnxBackend:
             raise ModelError(f"cannot load ONNX graph '{onnx_path}': {str(exc).splitlines()[0]}") from None
         self.config = config
         self.outputs = tuple(o.name for o in self.session.get_outputs())
-        self.part = "masked" if "query" in {i.name for i in self.session.get_inputs()} else (
-            "full" if "log_probs" in self.outputs else "embedding")
+        self.part = next(part for part, names in OUTPUTS.items() if tuple(names) == self.outputs)
 
     def run(self, ids: np.ndarray, query: np.ndarray | None = None) -> BackendOutput:
         feed = {"ids": np.ascontiguousarray(ids, dtype=np.int64)}

@@ -3,7 +3,8 @@
 "full" runs the whole network and returns per-base log-probabilities too; "embedding" stops after
 the latent encoder (embed needs only token vectors and the token map), skipping both decoders;
 "masked" takes query positions as a second input and returns log-probabilities there only (the
-local decoder runs on each query's receptive field, not the whole window): the scoring pass.
+local decoder runs on each query's receptive field, not the whole window): the scoring pass;
+"tokens" runs the learned tokenizer only (token sizes and the token map, for boundary tracks).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class InferenceGraph(nn.Module):
     def forward(self, ids: torch.Tensor, query: torch.Tensor | None = None):
         if self.part == "masked":
             return self.model.logits_at(ids, query).float().log_softmax(-1)
+        if self.part == "tokens":
+            return self.model.tokenize(ids).spans()
         if self.part == "embedding":
             out = self.model.encode(ids)
             return out.token_vectors.float(), out.token_sizes, out.token_mask, out.base2tok

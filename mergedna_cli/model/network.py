@@ -44,6 +44,13 @@ class LocalTokens:
     def detach(self) -> "LocalTokens":
         return LocalTokens(self.state.detach(), self.base2tok, self.base_valid)
 
+    def spans(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What inference reports about the tokens: sizes (B, L) int64 with 0 for PAD tokens,
+        the token mask (B, L) and base2tok (B, N) with -1 for PAD bases."""
+        valid = self.state.valid
+        sizes = torch.where(valid, self.state.size, torch.zeros_like(self.state.size)).round().long()
+        return sizes, valid, self.base2tok.masked_fill(~self.base_valid, -1)
+
 
 class InferenceOutput(NamedTuple):
     logits: torch.Tensor | None  # (B, N, 4) per-base logits over A C G T (None from encode)
@@ -209,7 +216,4 @@ class MergeDNA(nn.Module):
         tokens = self.tokenize(ids)
         h, _ = self.encode_latent(tokens)
         logits = self.decode(h, tokens) if with_logits else None
-        valid = tokens.state.valid
-        sizes = torch.where(valid, tokens.state.size, torch.zeros_like(tokens.state.size)).round().long()
-        base2tok = tokens.base2tok.masked_fill(~tokens.base_valid, -1)  # PAD bases: no token
-        return InferenceOutput(logits, h, sizes, valid, base2tok)
+        return InferenceOutput(logits, h, *tokens.spans())
