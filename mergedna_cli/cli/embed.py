@@ -9,6 +9,7 @@ import typer
 from ..errors import UsageError
 from .app import app
 from .paths import check_output
+from .threads import limit_threads
 from .options import Fasta, RegionsBed, RegionStrings, Backend, BatchSize, Debug, Device, Model, Quiet, Strand, Threads
 
 
@@ -29,6 +30,7 @@ def embed(
     debug: Debug = False,
 ) -> None:
     """One row per region: coordinates, name and the size-weighted mean of its token vectors."""
+    limit_threads(threads)
     from ..io.embedding_writer import format_for
     from ..io.reference import Reference
     from ..io.regions import parse_region, read_bed

@@ -11,6 +11,7 @@ import typer
 from ..errors import UsageError
 from .app import app
 from .paths import check_output
+from .threads import limit_threads
 from .options import Fasta, Backend, BatchSize, Debug, Device, Model, Quiet, Strand, Threads
 
 
@@ -24,6 +25,8 @@ def score(
     ref_mismatch: Annotated[str, typer.Option("--ref-mismatch", help="REF differs from the reference: flag (keep, status), skip (drop, list in --skipped) or error.")] = "flag",
     skipped: Annotated[Optional[Path], typer.Option("--skipped", help="TSV listing every unscored allele and why.")] = None,
     shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: score the I-th of N contiguous parts (1-based).")] = None,
+    chunk_records: Annotated[int, typer.Option("--chunk-records", min=1, help="Records per chunk; a killed run resumes from its last finished chunk (OUT.partial/).")] = 2048,
+    restart: Annotated[bool, typer.Option("--restart", help="Discard the finished chunks of an earlier, interrupted run instead of resuming it.")] = False,
     model: Model = None,
     backend: Backend = "torch",
     device: Device = "auto",
@@ -33,7 +36,9 @@ def score(
     quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
-    """Score every ALT allele; every input record is written, in input order."""
+    """Score every ALT allele; every input record is written, in input order. A killed run resumes
+    where it stopped when rerun with the same inputs (file in, file out)."""
+    limit_threads(threads)
     from ..io.reference import Reference
     from ..model.serialization import weights_sha256
     from ..model_dirs import resolve_model_dir
@@ -58,13 +63,14 @@ def score(
     model_dir = resolve_model_dir(model)
     engine_backend = make_backend(str(model_dir), backend, device, threads, log=log.info)
     options = ScoreOptions(strand=strand, mask_spacing=mask_spacing or None, ref_mismatch=ref_mismatch,
-                           batch_size=batch_size)
+                           batch_size=batch_size, chunk_records=chunk_records)
     with log.counter("scoring records") as tick:
         summary = run_score(engine_backend, reference, vcf, out, options, model_dir.name,
                             weights_sha256(model_dir), table_format=format,
                             skipped=str(skipped) if skipped else None, shard=shard_spec,
-                            argv=sys.argv[1:], log=log.info, on_records=tick)
+                            argv=sys.argv[1:], log=log.info, on_records=tick, restart=restart)
     for user, ref in reference.renames.items():
         log.info(f"contig '{user}' matched to reference contig '{ref}'")
     counts = ", ".join(f"{status} {n}" for status, n in summary.alleles.most_common())
-    log.info(f"scored {summary.records} records ({counts})")
+    resumed = f"; {summary.resumed} of them from an earlier run" if summary.resumed else ""
+    log.info(f"scored {summary.records} records ({counts}){resumed}")

@@ -1,4 +1,5 @@
-"""`mergedna tracks`: token BED9 and bigWig tracks for genome browsers."""
+"""`mergedna tracks`: token BED9 and bigWig tracks for genome browsers; `mergedna merge-tracks`:
+one set of tracks from several runs (a pipeline's per-contig jobs)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import typer
 
 from ..errors import UsageError
 from .app import app
+from .threads import limit_threads
 from .options import Fasta, RegionsBed, RegionStrings, BatchSize, Debug, Device, Model, Quiet, Strand, Threads
 
 
@@ -18,10 +20,13 @@ def tracks(
     regions: RegionsBed = None,
     region: RegionStrings = None,
     genome: Annotated[bool, typer.Option("--genome", help="Every contig, skipping runs of >= 100 N.")] = False,
+    contig: Annotated[Optional[list[str]], typer.Option("--contig", help="Only these contigs (repeatable): one pipeline job per contig, joined by merge-tracks.")] = None,
     signals: Annotated[bool, typer.Option("--signals", help="Also write per-base entropy and mean masked-base LLR (costs masked passes).")] = False,
     mask_spacing: Annotated[int, typer.Option("--mask-spacing", min=1, help="Masked bases sharing one pass for --signals are this far apart.")] = 16,
     compression: Annotated[Optional[float], typer.Option("--compression", help="Inference compression (tokens per base; default: the model's, 0.5). torch backend.")] = None,
     track_line: Annotated[bool, typer.Option("--track-line", help="Start the BED with a UCSC track line (bedToBigBed rejects it).")] = False,
+    chunk_bases: Annotated[int, typer.Option("--chunk-bases", min=1, help="Bases per unit of work; a killed run resumes from its last finished unit (PREFIX.partial/).")] = 1 << 20,
+    restart: Annotated[bool, typer.Option("--restart", help="Discard the finished units of an earlier, interrupted run instead of resuming it.")] = False,
     model: Model = None,
     device: Device = "auto",
     batch_size: BatchSize = 16,
@@ -31,13 +36,16 @@ def tracks(
     debug: Debug = False,
 ) -> None:
     """Learned token spans (BED9) and bigWigs of token starts and token length; --signals adds
-    masked-base entropy and LLR."""
+    masked-base entropy and LLR. A killed run resumes where it stopped when rerun with the same
+    inputs."""
+    limit_threads(threads)
     from ..io.reference import Reference
     from ..io.regions import parse_region, read_bed
     from ..model.serialization import weights_sha256
     from ..model_dirs import resolve_model_dir
     from ..pipelines.backend_factory import make_backend
     from ..pipelines.progress import Logger
+    from ..pipelines.resume import file_identity
     from ..pipelines.tracks import TracksOptions, check_prefix, genome_regions, run_tracks, sorted_merged
 
     if sum([regions is not None, bool(region), genome]) != 1:
@@ -53,17 +61,46 @@ def tracks(
     backend = make_backend(str(model_dir), "torch", device, threads, log=log.info)
     if compression is not None:
         backend.config.compression = compression
+    contigs = [reference.require(c) for c in contig] if contig else None
     if genome:
-        spans = genome_regions(reference)
+        spans = genome_regions(reference, contigs=contigs)
+        inputs = {"genome": True}
     else:
         items = read_bed(str(regions)) if regions else (parse_region(r, reference) for r in region)
-        spans = sorted_merged(items, reference)
+        spans = [s for s in sorted_merged(items, reference) if contigs is None or s[0] in contigs]
+        inputs = {"bed": file_identity(regions)} if regions else {"region": list(region)}
+    inputs["contigs"] = contigs
     options = TracksOptions(batch_size=batch_size, signals=signals, mask_spacing=mask_spacing,
-                            strand=strand, track_line=track_line)
+                            strand=strand, track_line=track_line, chunk_bases=chunk_bases)
     with log.counter("windows") as tick:
         meta = run_tracks(backend, reference, spans, out, options, model_dir.name,
-                          weights_sha256(model_dir), log=log.info, on_window=tick)
+                          weights_sha256(model_dir), log=log.info, on_window=tick, inputs=inputs,
+                          restart=restart)
     for user, ref in reference.renames.items():
         log.info(f"contig '{user}' matched to reference contig '{ref}'")
     log.info(f"wrote {out}.tokens.bed and bigWigs: {meta['tokens']:,} tokens over {meta['bases']:,} "
              f"bases (mean length {meta['mean_token_length']:.2f})")
+
+
+@app.command("merge-tracks")
+def merge_tracks(
+    parts: Annotated[list[str], typer.Argument(help="Output prefixes of `mergedna tracks` runs, in any order.")],
+    fasta: Fasta,
+    out: Annotated[str, typer.Option("-o", "--out", help="Output prefix of the merged tracks.")],
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Merge `tracks` outputs made per contig (or per part) into one BED9, one bigWig per signal
+    and one JSON: the gather step of a pipeline (workflows/, docs/pipelines.md)."""
+    from ..io.reference import Reference
+    from ..pipelines.merge_tracks import merge_tracks as run_merge
+    from ..pipelines.progress import Logger
+    from ..pipelines.tracks import check_prefix
+
+    check_prefix(out)
+    if out in parts:
+        raise UsageError(f"-o {out} is one of the parts; choose another prefix")
+    log = Logger(quiet)
+    meta = run_merge(Reference(fasta), parts, out, log=log.info)
+    log.info(f"wrote {out}.tokens.bed and bigWigs: {meta['tokens']:,} tokens over {meta['bases']:,} bases "
+              f"from {len(parts)} parts")

@@ -1,4 +1,5 @@
-"""Variant scores as a table (TSV or parquet): one row per ALT allele, in input order."""
+"""Variant scores as a table (TSV or parquet): one row per ALT allele, in input order; and the
+`--skipped` list of unscored alleles."""
 
 from __future__ import annotations
 
@@ -69,3 +70,25 @@ class ScoreTableWriter:
             if self._writer is not None:
                 self._writer.close()
             self.tmp.unlink(missing_ok=True)
+
+
+class SkippedWriter:
+    """`--skipped FILE`: every unscored allele and why, written under a temporary name and
+    renamed on success like every other output."""
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        self._out = open(self.tmp, "w")
+        self._out.write("#chrom\tpos\tid\tref\talt\treason\n")
+
+    def add(self, variant, alt: str, reason: str) -> None:
+        self._out.write(f"{variant.chrom}\t{variant.start + 1}\t{variant.fields[2]}\t{variant.ref}\t{alt}\t{reason}\n")
+
+    def close(self) -> None:
+        self._out.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self._out.close()
+        self.tmp.unlink(missing_ok=True)

@@ -154,12 +154,21 @@ class VcfWriter:
             self._out.flush()
             return
         self._out.close()
-        os.replace(self.tmp, self.path)
         if self.compressed:
+            # Index the temporary file and move the index into place first: the final name never
+            # holds the new file without its index.
+            index, built = Path(f"{self.path}.tbi"), None
             if sorted_input:
-                pysam.tabix_index(self.path, preset="vcf", force=True)
+                try:
+                    built = pysam.tabix_index(str(self.tmp), preset="vcf", force=True)
+                except (OSError, ValueError):  # a contig's records are not contiguous
+                    Path(f"{self.tmp}.tbi").unlink(missing_ok=True)
+            if built:
+                os.replace(f"{built}.tbi", index)
             else:
+                index.unlink(missing_ok=True)
                 self.log(f"input is not sorted by position: {self.path} is bgzipped but not indexed")
+        os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
         if self.tmp is not None:

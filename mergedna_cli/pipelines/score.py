@@ -12,6 +12,8 @@ is not scored gets '.' and a status naming the reason.
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
 import shlex
 import sys
@@ -28,11 +30,13 @@ from ..engine.masked import masked_log_probs
 from ..engine.windows import default_flank
 from ..errors import InputError, UsageError
 from ..io.reference import Reference
+from ..io.score_table import ScoreTableWriter, SkippedWriter
 from ..io.vcf import Variant, VcfReader, VcfWriter
+from .resume import PartialDir, file_identity, remove_stale_temporaries
 
 SCORE_KEY, STATUS_KEY, METHOD_KEY = "MDNA_SCORE", "MDNA_STATUS", "MDNA_METHOD"
 _ACGT = re.compile(r"^[ACGT]+$")
-CHUNK_RECORDS = 2048
+CHUNK_RECORDS = 2048  # records per chunk: scored together, and the unit of resumption
 METHODS = {
     "snv_llr": "SNV: log p(alt) - log p(ref) at the masked base, mean of both strands",
     "mnv_llr_sum": "MNV: sum of the SNV score over the changed bases",
@@ -49,6 +53,7 @@ class ScoreOptions:
     ref_mismatch: str = "flag"   # flag | skip | error
     batch_size: int = 16
     flank: int | None = None
+    chunk_records: int = CHUNK_RECORDS
 
 
 @dataclass
@@ -189,7 +194,7 @@ class Scorer:
         last_key = None
         for variant in variants:
             key = self._chunk_key(variant)
-            if len(chunk) >= CHUNK_RECORDS and key != last_key:
+            if len(chunk) >= self.options.chunk_records and key != last_key:
                 self.score_chunk(chunk)
                 yield chunk
                 chunk = []
@@ -239,6 +244,7 @@ def command_line(argv: list[str]) -> str:
 class ScoreSummary:
     records: int = 0
     alleles: Counter = field(default_factory=Counter)
+    resumed: int = 0  # records whose scores came from an earlier, killed run
 
 
 def count_records(path: str) -> int:
@@ -248,60 +254,147 @@ def count_records(path: str) -> int:
 def run_score(backend, reference: Reference, vcf: str, out: str, options: ScoreOptions,
               model_name: str, sha256: str, table_format: str | None = None, skipped: str | None = None,
               shard: tuple[int, int] | None = None, argv: list[str] | None = None, log=lambda m: None,
-              on_records=lambda n: None) -> ScoreSummary:
+              on_records=lambda n: None, restart: bool = False) -> ScoreSummary:
+    """Score `vcf` into `out`. With a file in and a file out the run is resumable: scores go to
+    `OUT.partial/` chunk by chunk and the output is assembled from them at the end (resume.py)."""
     if shard and vcf == "-":
         raise UsageError("--shard needs a VCF file, not stdin (records are counted first)")
-    reader = VcfReader(vcf)
     scorer = Scorer(backend, reference, options, log)
     wanted = shard_range(count_records(vcf), shard) if shard else None
-    variants = (v for v in reader if wanted is None or v.index in wanted)
+    command = command_line(argv if argv is not None else sys.argv[1:])
+
+    def header(reader: VcfReader) -> list[str]:
+        return header_lines(reader.meta_lines, model_name, sha256, scorer.context, scorer.flank, options,
+                            command)
+
+    if vcf == "-" or out == "-":  # a stream cannot be resumed: score straight into the writer
+        reader = VcfReader(vcf)
+
+        def scored():
+            for chunk in scorer.chunks(_selected(reader, wanted)):
+                yield from ((variant, jobs) for variant, _, jobs in chunk)
+                on_records(len(chunk))
+        return _write_output(scored(), reader, header(reader), out, options, table_format, skipped, log)
+
+    scoring = VcfReader(vcf)  # first: a missing or malformed VCF is reported as such
+    manifest = {"vcf": file_identity(vcf), "fasta": file_identity(reference.path),
+                "model": model_name, "weights_sha256": sha256, "backend": getattr(backend, "name", None),
+                "shard": list(shard) if shard else None, "strand": options.strand,
+                "mask_spacing": options.mask_spacing, "flank": scorer.flank,
+                "ref_mismatch": options.ref_mismatch, "chunk_records": options.chunk_records}
+    with PartialDir(out, manifest, restart, log) as partial:
+        remove_stale_temporaries(out)
+        if skipped:
+            remove_stale_temporaries(skipped)
+        done = resumed = _finished_records(partial)
+        if done:
+            log(f"resuming: {done:,} records already scored in {partial.path}")
+            on_records(done)
+        remaining = itertools.islice(_selected(scoring, wanted), done, None)
+        for chunk in scorer.chunks(remaining):
+            _save_chunk(partial, done, chunk)
+            done += len(chunk)
+            on_records(len(chunk))
+        reader = VcfReader(vcf)
+        summary = _write_output(_stored(partial, _selected(reader, wanted)), reader, header(reader), out,
+                                options, table_format, skipped, log)
+        partial.remove()
+    summary.resumed = resumed
+    return summary
+
+
+def _selected(reader: VcfReader, wanted: range | None) -> Iterator[Variant]:
+    return (v for v in reader if wanted is None or v.index in wanted)
+
+
+# -- chunks of a resumable run: one JSON line per record, [index, [[score, status, method], ...]] --
+def _chunk_name(first: int, end: int) -> str:
+    return f"chunk-{first:012d}-{end:012d}.jsonl"
+
+
+def _finished_records(partial: PartialDir) -> int:
+    """Records covered by the finished chunks that follow on from record 0 (chunks are written
+    in order, so any other chunk is debris; it is removed)."""
+    done = 0
+    for path in partial.chunks():
+        first, end = (int(x) for x in path.stem.split("-")[1:])
+        if first != done:
+            path.unlink()
+            continue
+        done = end
+    return done
+
+
+def _save_chunk(partial: PartialDir, first: int, chunk) -> None:
+    lines = [json.dumps([variant.index, [[job.score, job.status, job.method] for job in jobs]])
+             for variant, _, jobs in chunk]
+    partial.write(_chunk_name(first, first + len(chunk)),
+                  lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
+
+
+def _stored(partial: PartialDir, variants: Iterator[Variant]) -> Iterator[tuple[Variant, list[AlleleJob]]]:
+    """Input records re-read, each paired with its scores from the chunk files."""
+    def results():
+        for path in partial.chunks():
+            with open(path) as handle:
+                for line in handle:
+                    index, jobs = json.loads(line)
+                    yield index, [AlleleJob(status, method, score) for score, status, method in jobs]
+
+    stored = results()
+    for variant in variants:
+        index, jobs = next(stored, (None, None))
+        if index != variant.index or len(jobs) != len(variant.alts):
+            raise InputError(f"{partial.path} does not match the input at record {variant.index + 1}; "
+                             "rerun with --restart")
+        yield variant, jobs
+    if next(stored, None) is not None:
+        raise InputError(f"{partial.path} holds more records than the input; rerun with --restart")
+
+
+def _write_output(records: Iterable[tuple[Variant, list[AlleleJob]]], reader: VcfReader, header: list[str],
+                  out: str, options: ScoreOptions, table_format: str | None, skipped: str | None,
+                  log=lambda m: None) -> ScoreSummary:
+    """Every record, in input order, to the VCF or table writer and the --skipped list."""
     summary = ScoreSummary()
-    skipped_handle = open(skipped, "w") if skipped else None
-    if skipped_handle:
-        skipped_handle.write("#chrom\tpos\tid\tref\talt\treason\n")
     if table_format:
-        from ..io.score_table import ScoreTableWriter
         writer = ScoreTableWriter(out, table_format)
     else:
         writer = VcfWriter(out, log)
-        lines = header_lines(reader.meta_lines, model_name, sha256, scorer.context, scorer.flank,
-                             options, command_line(argv if argv is not None else sys.argv[1:]))
-        writer.write("\n".join(lines + [reader.column_line]) + "\n")
+        writer.write("\n".join(header + [reader.column_line]) + "\n")
+    skipped_list = SkippedWriter(skipped) if skipped else None
     last = (None, -1)
     is_sorted = True
     try:
-        for chunk in scorer.chunks(variants):
-            for variant, contig, jobs in chunk:
-                summary.records += 1
-                key = (variant.chrom, variant.start)
-                if key[0] == last[0] and key[1] < last[1]:
-                    is_sorted = False
-                last = key
-                for alt, job in zip(variant.alts, jobs):
-                    summary.alleles[job.status] += 1
-                    if job.status != "ok" and skipped_handle:
-                        skipped_handle.write(f"{variant.chrom}\t{variant.start + 1}\t{variant.fields[2]}"
-                                             f"\t{variant.ref}\t{alt}\t{job.status}\n")
-                if options.ref_mismatch == "skip" and any(j.status == "ref_mismatch" for j in jobs):
-                    continue
-                if table_format:
-                    writer.add(variant, jobs)
-                else:
-                    _strip_own_info(variant)
-                    writer.write(variant.with_info([
-                        f"{SCORE_KEY}=" + ",".join(_format(j.score) for j in jobs),
-                        f"{STATUS_KEY}=" + ",".join(j.status for j in jobs),
-                        f"{METHOD_KEY}=" + ",".join(j.method for j in jobs)]) + "\n")
-            on_records(len(chunk))
+        for variant, jobs in records:
+            summary.records += 1
+            key = (variant.chrom, variant.start)
+            if key[0] == last[0] and key[1] < last[1]:
+                is_sorted = False
+            last = key
+            for alt, job in zip(variant.alts, jobs):
+                summary.alleles[job.status] += 1
+                if job.status != "ok" and skipped_list:
+                    skipped_list.add(variant, alt, job.status)
+            if options.ref_mismatch == "skip" and any(j.status == "ref_mismatch" for j in jobs):
+                continue
+            if table_format:
+                writer.add(variant, jobs)
+            else:
+                _strip_own_info(variant)
+                writer.write(variant.with_info([
+                    f"{SCORE_KEY}=" + ",".join(_format(j.score) for j in jobs),
+                    f"{STATUS_KEY}=" + ",".join(j.status for j in jobs),
+                    f"{METHOD_KEY}=" + ",".join(j.method for j in jobs)]) + "\n")
     except BaseException:
         writer.abort()
-        if skipped_handle:
-            skipped_handle.close()
+        if skipped_list:
+            skipped_list.abort()
         raise
     if table_format:
         writer.close()
     else:
         writer.close(sorted_input=is_sorted)
-    if skipped_handle:
-        skipped_handle.close()
+    if skipped_list:
+        skipped_list.close()
     return summary

@@ -5,6 +5,9 @@ that crosses the edge of a kept part is cut there, so a boundary can appear at a
 model, with more context, might not have placed; seams fall every `context - 2 * flank` bases
 (256 for the shipped model) and are listed in the sidecar JSON. Every base is covered by exactly
 one token span: the BED tiles each region with no gap or overlap.
+
+Work is done in units of about 1 Mb kept in PREFIX.partial/ until every output is written, so a
+killed run resumes from its last finished unit (resume.py).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -25,9 +29,11 @@ from ..errors import InputError
 from ..io.reference import Reference
 from ..io.regions import Region
 from ..io.tracks_writer import BigWigWriter, TokenBedWriter
+from .resume import PartialDir, file_identity, remove_stale_temporaries, write_atomically
 
 GAP_MIN = 100       # --genome skips runs of N at least this long
 SIGNAL_BLOCK = 65_536  # positions per masked-signal call: bounded memory on whole contigs
+UNIT_BASES = 1 << 20   # bases per unit of work (resumption); a multiple of SIGNAL_BLOCK
 
 
 @dataclass
@@ -37,6 +43,7 @@ class TracksOptions:
     mask_spacing: int = 16
     strand: str = "both"
     track_line: bool = False
+    chunk_bases: int = UNIT_BASES
 
 
 def sorted_merged(regions: Iterable[Region], reference: Reference) -> list[tuple[str, int, int]]:
@@ -59,9 +66,13 @@ def sorted_merged(regions: Iterable[Region], reference: Reference) -> list[tuple
     return [tuple(m) for m in merged]
 
 
-def genome_regions(reference: Reference, chunk: int = 1 << 20) -> Iterator[tuple[str, int, int]]:
-    """Every contig's stretches between runs of >= GAP_MIN N, streamed chunk by chunk."""
+def genome_regions(reference: Reference, chunk: int = 1 << 20, contigs: list[str] | None = None
+                   ) -> Iterator[tuple[str, int, int]]:
+    """Every contig's (or the given contigs') stretches between runs of >= GAP_MIN N, streamed
+    chunk by chunk."""
     for contig in reference.contigs:
+        if contigs is not None and contig not in contigs:
+            continue
         length = reference.lengths[contig]
         region_start, pending = 0, None  # pending: start of an N run reaching the chunk's end
 
@@ -96,11 +107,109 @@ def genome_regions(reference: Reference, chunk: int = 1 << 20) -> Iterator[tuple
             yield contig, region_start, length
 
 
+def plan_units(spans: Iterable[tuple[str, int, int]], keep: int, unit_bases: int
+               ) -> Iterator[list[tuple[str, int, int, bool]]]:
+    """Pieces (contig, start, end, first piece of its span) grouped into units of about
+    `unit_bases` bases: the unit of work a killed run resumes from. Spans are cut only at multiples
+    of the windows' kept part from their start, so the tiling, and every token, is unchanged."""
+    step = max(keep, unit_bases // keep * keep)
+    unit: list[tuple[str, int, int, bool]] = []
+    size = 0
+    for contig, start, end in spans:
+        for lo in range(start, end, step):
+            hi = min(lo + step, end)
+            unit.append((contig, lo, hi, lo == start))
+            size += hi - lo
+            if size >= unit_bases:
+                yield unit
+                unit, size = [], 0
+    if unit:
+        yield unit
+
+
 def run_tracks(backend, reference: Reference, spans: Iterable[tuple[str, int, int]], prefix: str,
                options: TracksOptions, model_name: str, sha256: str, log=lambda m: None,
-               on_window=lambda: None) -> dict:
+               on_window=lambda: None, inputs: dict | None = None, restart: bool = False) -> dict:
+    """Compute the units into PREFIX.partial/ (skipping those a killed run finished), then write
+    the BED, bigWigs and JSON from them. `inputs` identifies the regions asked for (resume.py)."""
     context = backend.config.context
     flank = default_flank(context)
+    keep = context - 2 * flank
+    manifest = {"fasta": file_identity(reference.path), "regions": inputs, "model": model_name,
+                "weights_sha256": sha256, "compression": backend.config.compression,
+                "signals": options.signals, "mask_spacing": options.mask_spacing,
+                "strand": options.strand, "chunk_bases": options.chunk_bases}
+    order = {name: i for i, name in enumerate(reference.contigs)}
+    with PartialDir(prefix, manifest, restart, log) as partial:
+        for path in _output_paths(prefix, options.signals):
+            remove_stale_temporaries(path)
+        finished = partial.chunks("unit-*.npz")
+        if finished:
+            log(f"resuming: {len(finished):,} units of work already done in {partial.path}")
+        for number, unit in enumerate(plan_units(spans, keep, options.chunk_bases)):
+            pieces = np.array([(order[c], lo, hi, first) for c, lo, hi, first in unit], dtype=np.int64)
+            name = f"unit-{number:09d}.npz"
+            if number < len(finished):
+                with np.load(finished[number]) as stored:
+                    if finished[number].name != name or not np.array_equal(stored["pieces"], pieces):
+                        raise InputError(f"{partial.path} does not match the regions asked for; "
+                                         "rerun with --restart")
+                continue
+            arrays = _compute_unit(backend, reference, unit, options, context, flank, on_window)
+
+            def save(tmp, arrays=arrays, pieces=pieces):
+                with open(tmp, "wb") as handle:
+                    np.savez_compressed(handle, pieces=pieces, **arrays)
+            partial.write(name, save)
+        stats = _assemble(partial.chunks("unit-*.npz"), reference, prefix, options, model_name)
+        meta = {
+            "tool": f"mergedna {__version__}", "model": model_name, "weights_sha256": sha256,
+            "compression": backend.config.compression, "context": context, "flank": flank,
+            "seam_every_bases": keep,
+            "seams": "tokens are decided per window; spans are cut at the edges of each window's kept "
+                     "central part, so a token boundary can be an artifact at a seam",
+            "signals": ({"entropy.bw": "entropy (nats) of the masked-base prediction, strand-averaged",
+                         "llr.bw": "mean over the 3 alternates of log p(alt) - log p(ref), base masked",
+                         "mask_spacing": options.mask_spacing, "strand": options.strand}
+                        if options.signals else None),
+            **stats,
+            "mean_token_length": stats["bases"] / max(stats["tokens"], 1),
+        }
+        write_atomically(Path(f"{prefix}.tracks.json"),
+                         lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
+        partial.remove()
+    return meta
+
+
+def _output_paths(prefix: str, signals: bool) -> list[str]:
+    names = ["tokens.bed", "boundary.bw", "token_length.bw"] + (["entropy.bw", "llr.bw"] if signals else [])
+    return [f"{prefix}.{name}" for name in names + ["tracks.json"]]
+
+
+def _compute_unit(backend, reference: Reference, unit, options: TracksOptions, context: int, flank: int,
+                  on_window) -> dict[str, np.ndarray]:
+    """One unit's token lengths (pieces in order, each piece tiled exactly), tokens per piece,
+    window count and, with --signals, per-base entropy and LLR."""
+    windows = ((i, w) for i, (contig, lo, hi, _) in enumerate(unit) for w in tile(contig, lo, hi, context, flank))
+    lengths, per_piece, n_windows = [], np.zeros(len(unit), np.int64), 0
+    for index, window, out, _ in run_windows(backend, reference, windows, options.batch_size):
+        starts, ends, _ = kept_token_spans(out.base2tok, window)
+        lengths.append(ends - starts)
+        per_piece[index] += len(starts)
+        n_windows += 1
+        on_window()
+    arrays = {"token_lengths": np.concatenate(lengths).astype(np.int32), "tokens_per_piece": per_piece,
+              "windows": np.array(n_windows)}
+    if options.signals:
+        signals = [_signals(backend, reference, contig, lo, hi, options) for contig, lo, hi, _ in unit]
+        arrays["entropy"] = np.concatenate([e for e, _ in signals])
+        arrays["llr"] = np.concatenate([r for _, r in signals])
+    return arrays
+
+
+def _assemble(units: list[Path], reference: Reference, prefix: str, options: TracksOptions,
+              model_name: str) -> dict:
+    """The BED and bigWigs from the finished units, each under a temporary name until complete."""
     chrom_sizes = [(c, reference.lengths[c]) for c in reference.contigs]
     track = (f'track name="mergedna_tokens" description="MergeDNA learned tokens ({model_name})" '
              f'itemRgb="On"') if options.track_line else None
@@ -114,52 +223,44 @@ def run_tracks(backend, reference: Reference, spans: Iterable[tuple[str, int, in
     writers = [bed, boundary, length_bw, *signal_writers]
     stats = {"regions": 0, "bases": 0, "tokens": 0, "windows": 0}
     try:
-        for contig, start, end in spans:
-            stats["regions"] += 1
-            windows = ((None, w) for w in tile(contig, start, end, context, flank))
-            for _, window, out, _ in run_windows(backend, reference, windows, options.batch_size):
-                starts, ends, _ = kept_token_spans(out.base2tok, window)
-                bed.write(contig, starts, ends)
-                sizes = ends - starts
-                n = window.keep_end - window.keep_start
-                flags = np.zeros(n)
-                flags[starts - window.keep_start] = 1.0
-                boundary.write(contig, window.keep_start, flags)
-                length_bw.write(contig, window.keep_start, np.repeat(sizes, sizes).astype(np.float64))
-                stats["tokens"] += len(starts)
-                stats["bases"] += n
-                stats["windows"] += 1
-                on_window()
-            if options.signals:
-                _write_signals(backend, reference, contig, start, end, options, *signal_writers)
+        for path in units:
+            with np.load(path) as unit:
+                lengths, per_piece = unit["token_lengths"], unit["tokens_per_piece"]
+                signals = [unit["entropy"], unit["llr"]] if options.signals else []
+                stats["windows"] += int(unit["windows"])
+                token, base = 0, 0
+                for (contig_index, lo, hi, first), n in zip(unit["pieces"].tolist(), per_piece.tolist()):
+                    contig = reference.contigs[contig_index]
+                    sizes = lengths[token:token + n]
+                    ends = lo + np.cumsum(sizes)
+                    if len(sizes) == 0 or ends[-1] != hi:
+                        raise InputError(f"{path}: tokens do not tile {contig}:{lo}-{hi}; rerun with --restart")
+                    starts = ends - sizes
+                    bed.write(contig, starts, ends)
+                    flags = np.zeros(hi - lo)
+                    flags[starts - lo] = 1.0
+                    boundary.write(contig, lo, flags)
+                    length_bw.write(contig, lo, np.repeat(sizes, sizes).astype(np.float64))
+                    for writer, values in zip(signal_writers, signals):
+                        writer.write(contig, lo, values[base:base + hi - lo])
+                    token, base = token + n, base + hi - lo
+                    stats["regions"] += bool(first)
+                    stats["tokens"] += n
+                    stats["bases"] += hi - lo
     except BaseException:
         for w in writers:
             w.abort()
         raise
     for w in writers:
         w.close()
-    meta = {
-        "tool": f"mergedna {__version__}", "model": model_name, "weights_sha256": sha256,
-        "compression": backend.config.compression, "context": context, "flank": flank,
-        "seam_every_bases": context - 2 * flank,
-        "seams": "tokens are decided per window; spans are cut at the edges of each window's kept "
-                 "central part, so a token boundary can be an artifact at a seam",
-        "signals": ({"entropy.bw": "entropy (nats) of the masked-base prediction, strand-averaged",
-                     "llr.bw": "mean over the 3 alternates of log p(alt) - log p(ref), base masked",
-                     "mask_spacing": options.mask_spacing, "strand": options.strand}
-                    if options.signals else None),
-        **stats,
-        "mean_token_length": stats["bases"] / max(stats["tokens"], 1),
-    }
-    tmp = f"{prefix}.tracks.json.tmp{os.getpid()}"
-    with open(tmp, "w") as handle:
-        json.dump(meta, handle, indent=2)
-    os.replace(tmp, f"{prefix}.tracks.json")
-    return meta
+    return stats
 
 
-def _write_signals(backend, reference, contig, start, end, options, entropy_bw, llr_bw) -> None:
-    """Per-base entropy and mean LLR from shared masked passes (each base masked once per strand)."""
+def _signals(backend, reference, contig, start, end, options) -> tuple[np.ndarray, np.ndarray]:
+    """Per-base entropy and mean LLR from shared masked passes (each base masked once per strand),
+    NaN where the reference base is not ACGT."""
+    entropy = np.full(end - start, np.nan, np.float32)
+    llr = np.full(end - start, np.nan, np.float32)
     for lo in range(start, end, SIGNAL_BLOCK):
         hi = min(lo + SIGNAL_BLOCK, end)
         positions = np.arange(lo, hi)
@@ -167,13 +268,13 @@ def _write_signals(backend, reference, contig, start, end, options, entropy_bw, 
                               options.batch_size, options.strand == "both").astype(np.float64)
         p = np.exp(lp - lp.max(1, keepdims=True))
         p /= p.sum(1, keepdims=True)  # renormalised strand average
-        entropy = -(p * np.log(np.clip(p, 1e-12, None))).sum(1)
         ref = reference.fetch_ids(contig, lo, hi).astype(np.int64)
         scored = ref < 4
         ref_lp = np.take_along_axis(lp, np.minimum(ref, 3)[:, None], axis=1)[:, 0]
-        llr = (lp.sum(1) - 4 * ref_lp) / 3  # mean over the three alternates of lp[alt] - lp[ref]
-        entropy_bw.write(contig, lo, np.where(scored, entropy, np.nan))
-        llr_bw.write(contig, lo, np.where(scored, llr, np.nan))
+        block = slice(lo - start, hi - start)
+        entropy[block] = np.where(scored, -(p * np.log(np.clip(p, 1e-12, None))).sum(1), np.nan)
+        llr[block] = np.where(scored, (lp.sum(1) - 4 * ref_lp) / 3, np.nan)  # mean over the 3 alternates
+    return entropy, llr
 
 
 def check_prefix(prefix: str) -> None:
