@@ -164,7 +164,7 @@ def write_vcf(path: Path, meta: list[str], column_line: str, variants) -> None:
 # ---------------------------------------------------------------------------------------------
 # MergeDNA scores through the CLI's run_score
 
-def model_scores(backend, reference, vcf: Path, variants, args, model_dir: Path, tmp: Path):
+def model_scores(backend, embedding_backend, reference, vcf: Path, variants, args, model_dir: Path, tmp: Path):
     from mergedna_cli.model.serialization import weights_sha256
     from mergedna_cli.pipelines.score import ScoreOptions, run_score
 
@@ -173,7 +173,8 @@ def model_scores(backend, reference, vcf: Path, variants, args, model_dir: Path,
     out = tmp / (vcf.name + ".scores.tsv")
     t0 = time.perf_counter()
     summary = run_score(backend, reference, str(vcf), str(out), options, model_dir.name,
-                        weights_sha256(model_dir), table_format="tsv", argv=[])
+                        weights_sha256(model_dir), table_format="tsv", argv=[],
+                        embedding_backend=embedding_backend)
     seconds = time.perf_counter() - t0
     with open(out) as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
@@ -345,12 +346,14 @@ def main(argv: list[str] | None = None) -> dict:
                      "mask_spacing": args.mask_spacing or None, "batch_size": args.batch_size,
                      "threads": args.threads, "limit": args.limit, "sets": {}}
 
-    backend = None
+    backend = embedding_backend = None
     if not args.skip_model:
         from mergedna_cli.pipelines.backend_factory import make_backend
         t0 = time.perf_counter()
         backend = make_backend(str(model_dir), args.backend, args.device, args.threads,
-                               log=lambda m: print(m))
+                               log=lambda m: print(m), part="masked")
+        embedding_backend = make_backend(str(model_dir), args.backend, args.device, args.threads,
+                                         log=lambda m: print(m), part="embedding")
         results["model_load_seconds"] = round(time.perf_counter() - t0, 2)
         cfg = backend.config
         print(f"model: {model_dir} ({cfg.name} preset, context {cfg.context}), backend {args.backend}, "
@@ -375,7 +378,7 @@ def main(argv: list[str] | None = None) -> dict:
                            "n_positive": int(labels.sum())}
             scores: dict[str, np.ndarray] = {}
             if backend is not None:
-                s, statuses, secs = model_scores(backend, reference, vcf, variants, args,
+                s, statuses, secs = model_scores(backend, embedding_backend, reference, vcf, variants, args,
                                                  model_dir, tmp)
                 scores["MergeDNA"] = s
                 entry["mergedna_statuses"] = statuses

@@ -323,7 +323,7 @@ def test_tiny_preset_is_tiny():
     dict(window=0),
     dict(compression=0.0),
     dict(compression=1.5),
-    dict(mask_fraction=0.0),
+    dict(mask_fraction=0.0, random_mask_fraction=0.0),  # no masks at all
     dict(mask_fraction=1.0),
     dict(n_local_encoder=0),
     dict(n_latent_encoder=0),
@@ -354,3 +354,14 @@ def test_unknown_preset_and_keys_raise_model_error():
         MergeDNAConfig.preset("huge")
     with pytest.raises(ModelError, match="unknown model config keys"):
         MergeDNAConfig.from_dict({"d_model": 32, "dmodel": 32})
+
+
+def test_uniform_only_masking_has_no_adaptive_masks():
+    """mask_fraction 0: AMTM masks bases uniformly at random only (no 1/g^2 choice, which depends
+    on the clean tokenization and so leaks the hidden bases)."""
+    from mergedna_cli.model import pretraining_losses
+
+    model = build_model(tiny_config(mask_fraction=0.0, random_mask_fraction=0.15), seed=0)
+    ids = random_ids(4, 128, seed=2, with_n=False)
+    losses = pretraining_losses(model, ids, 0.5, torch.Generator().manual_seed(0))
+    assert 0.05 < float(losses.masked_bases) / ids.numel() < 0.25

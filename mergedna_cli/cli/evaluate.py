@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .app import app
+from .threads import limit_threads
 from .options import Backend, BatchSize, Debug, Device, Quiet, Threads
 from .paths import check_output
 
@@ -27,6 +28,7 @@ def evaluate(
     debug: Debug = False,
 ) -> None:
     """Accuracy, MCC, F1 and AUROC (classification) or Pearson, Spearman, MSE and R^2 (regression)."""
+    limit_threads(threads)
     from rich.console import Console
     from rich.table import Table
 

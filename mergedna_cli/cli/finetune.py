@@ -10,6 +10,7 @@ import typer
 
 from ..errors import UsageError
 from .app import app
+from .threads import limit_threads
 from .options import Debug, Device, Model, Quiet, Threads
 
 
@@ -65,6 +66,7 @@ def finetune(
     debug: Debug = False,
 ) -> None:
     """Fine-tune a pretrained MergeDNA on labelled sequences; the best validation epoch is kept."""
+    limit_threads(threads)
     from ..finetune.loop import FinetuneSettings
     from ..pipelines.finetune import FinetuneRequest, run
     from ..pipelines.progress import Logger

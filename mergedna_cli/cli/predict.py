@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .app import app
+from .threads import limit_threads
 from .options import Backend, BatchSize, Debug, Device, Quiet, Threads
 from .paths import check_output
 
@@ -26,6 +27,7 @@ def predict(
     debug: Debug = False,
 ) -> None:
     """Class probabilities (or the regression value) for every input sequence."""
+    limit_threads(threads)
     from ..finetune.predictor import Predictor
     from ..pipelines.predict import read_input, run_predict
     from ..pipelines.progress import Logger

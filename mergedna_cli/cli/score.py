@@ -61,14 +61,19 @@ def score(
     log = Logger(quiet)
     reference = Reference(fasta)
     model_dir = resolve_model_dir(model)
-    engine_backend = make_backend(str(model_dir), backend, device, threads, log=log.info)
+    # SNVs/MNVs go through the scoring graph; the embedding graph is loaded at the first indel
+    engine_backend = make_backend(str(model_dir), backend, device, threads, log=log.info, part="masked")
+
+    def embedding_backend():
+        return make_backend(str(model_dir), backend, device, threads, log=log.info, part="embedding")
     options = ScoreOptions(strand=strand, mask_spacing=mask_spacing or None, ref_mismatch=ref_mismatch,
                            batch_size=batch_size, chunk_records=chunk_records)
     with log.counter("scoring records") as tick:
         summary = run_score(engine_backend, reference, vcf, out, options, model_dir.name,
                             weights_sha256(model_dir), table_format=format,
                             skipped=str(skipped) if skipped else None, shard=shard_spec,
-                            argv=sys.argv[1:], log=log.info, on_records=tick, restart=restart)
+                            argv=sys.argv[1:], log=log.info, on_records=tick, restart=restart,
+                            embedding_backend=embedding_backend)
     for user, ref in reference.renames.items():
         log.info(f"contig '{user}' matched to reference contig '{ref}'")
     counts = ", ".join(f"{status} {n}" for status, n in summary.alleles.most_common())

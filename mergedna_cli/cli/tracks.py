@@ -27,6 +27,9 @@ def tracks(
     track_line: Annotated[bool, typer.Option("--track-line", help="Start the BED with a UCSC track line (bedToBigBed rejects it).")] = False,
     chunk_bases: Annotated[int, typer.Option("--chunk-bases", min=1, help="Bases per unit of work; a killed run resumes from its last finished unit (PREFIX.partial/).")] = 1 << 20,
     restart: Annotated[bool, typer.Option("--restart", help="Discard the finished units of an earlier, interrupted run instead of resuming it.")] = False,
+    hub: Annotated[Optional[str], typer.Option("--hub", help="Also write a UCSC track hub (one hub.txt) in this folder; tokens as bigBed if bedToBigBed is on PATH.")] = None,
+    hub_genome: Annotated[str, typer.Option("--hub-genome", help="UCSC assembly name of the reference, for --hub.")] = "hg38",
+    hub_email: Annotated[Optional[str], typer.Option("--hub-email", help="Contact email for hub.txt (UCSC requires one).")] = None,
     model: Model = None,
     device: Device = "auto",
     batch_size: BatchSize = 16,
@@ -55,12 +58,19 @@ def tracks(
     if compression is not None and not 0.05 <= compression <= 1.0:
         raise UsageError(f"--compression must be in [0.05, 1], got {compression}")
     check_prefix(out)
+    if hub:
+        from ..io.track_hub import check_hub_options
+        check_hub_options(hub_email, hub_genome)
     log = Logger(quiet)
     reference = Reference(fasta)
     model_dir = resolve_model_dir(model)
-    backend = make_backend(str(model_dir), "torch", device, threads, log=log.info)
-    if compression is not None:
-        backend.config.compression = compression
+    # boundaries need only the tokenizer; --signals adds the scoring graph's masked passes
+    backend = make_backend(str(model_dir), "torch", device, threads, log=log.info, part="tokens")
+    signals_backend = (make_backend(str(model_dir), "torch", device, threads, log=log.info, part="masked")
+                       if signals else None)
+    for engine_backend in (backend, signals_backend):
+        if compression is not None and engine_backend is not None:
+            engine_backend.config.compression = compression
     contigs = [reference.require(c) for c in contig] if contig else None
     if genome:
         spans = genome_regions(reference, contigs=contigs)
@@ -75,11 +85,16 @@ def tracks(
     with log.counter("windows") as tick:
         meta = run_tracks(backend, reference, spans, out, options, model_dir.name,
                           weights_sha256(model_dir), log=log.info, on_window=tick, inputs=inputs,
-                          restart=restart)
+                          restart=restart, signals_backend=signals_backend)
     for user, ref in reference.renames.items():
         log.info(f"contig '{user}' matched to reference contig '{ref}'")
     log.info(f"wrote {out}.tokens.bed and bigWigs: {meta['tokens']:,} tokens over {meta['bases']:,} "
              f"bases (mean length {meta['mean_token_length']:.2f})")
+    if hub:
+        from ..io.track_hub import write_hub
+        chrom_sizes = [(c, reference.lengths[c]) for c in reference.contigs]
+        path = write_hub(hub, out, chrom_sizes, model_dir.name, signals, hub_email, hub_genome, log=log.info)
+        log.info(f"wrote {path}")
 
 
 @app.command("merge-tracks")

@@ -69,8 +69,10 @@ class MergeDNAConfig:
             problems.append(f"window must be an even number >= 2, got {self.window}")
         if not 0.05 <= self.compression <= 1.0:
             problems.append(f"compression must be in [0.05, 1], got {self.compression}")
-        if not 0.0 < self.mask_fraction < 1.0:
-            problems.append(f"mask_fraction must be in (0, 1), got {self.mask_fraction}")
+        if not 0.0 <= self.mask_fraction < 1.0:
+            problems.append(f"mask_fraction must be in [0, 1), got {self.mask_fraction}")
+        if self.mask_fraction + self.random_mask_fraction <= 0.0:
+            problems.append("mask_fraction + random_mask_fraction must be > 0 (AMTM needs masks)")
         if self.mask_unit not in ("token", "base"):
             problems.append(f"mask_unit must be 'token' or 'base', got '{self.mask_unit}'")
         if not 0.0 <= self.random_mask_fraction < 1.0:

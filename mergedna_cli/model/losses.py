@@ -70,7 +70,8 @@ def pretraining_losses(model: MergeDNA, ids: torch.Tensor, compression: float,
         n_adaptive = masked_tok.sum()
     else:
         base_group = group_size.gather(1, local.base2tok)
-        adaptive = sample_masked_tokens(base_group, local.base_valid, cfg.mask_fraction, generator)
+        adaptive = (sample_masked_tokens(base_group, local.base_valid, cfg.mask_fraction, generator)
+                    if cfg.mask_fraction > 0 else torch.zeros_like(local.base_valid))
         n_adaptive = adaptive.sum()
     uniform = torch.rand(ids.shape, generator=generator, device="cpu").to(ids.device)
     single = (uniform < cfg.random_mask_fraction) & local.base_valid & ~adaptive

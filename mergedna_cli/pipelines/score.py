@@ -82,8 +82,15 @@ def shard_range(n_records: int, shard: tuple[int, int]) -> range:
 
 
 class Scorer:
-    def __init__(self, backend, reference: Reference, options: ScoreOptions, log=lambda m: None):
+    """backend: runs the masked passes of SNVs and MNVs (best the "masked" graph, which decodes
+    only the masked bases; a "full" one works too). embedding_backend: per-base vectors for
+    indels, a backend or a zero-argument function making one when the first indel comes (a
+    "full" or "embedding" graph); default: `backend` itself, which must then be "full"."""
+
+    def __init__(self, backend, reference: Reference, options: ScoreOptions, log=lambda m: None,
+                 embedding_backend=None):
         self.backend, self.reference, self.options, self.log = backend, reference, options, log
+        self._embedding_backend = backend if embedding_backend is None else embedding_backend
         self.context = backend.config.context
         self.flank = default_flank(self.context) if options.flank is None else options.flank
         self.keep = self.context - 2 * self.flank
@@ -131,6 +138,11 @@ class Scorer:
                 jobs.append(AlleleJob("ok", "indel_embedding_cosine"))
         return jobs
 
+    def embedding_backend(self):
+        if callable(self._embedding_backend) and not hasattr(self._embedding_backend, "run"):
+            self._embedding_backend = self._embedding_backend()
+        return self._embedding_backend
+
     # -- scoring -------------------------------------------------------------------------------
     def score_chunk(self, chunk: list[tuple[Variant, str | None, list[AlleleJob]]]) -> None:
         by_contig: dict[str, list[AlleleJob]] = {}
@@ -173,7 +185,7 @@ class Scorer:
                 batch = np.concatenate([a, b])
                 if rc:
                     batch = reverse_complement(batch)
-                vec = per_base_vectors(self.backend.run(batch.astype(np.int64)))
+                vec = per_base_vectors(self.embedding_backend().run(batch.astype(np.int64)))
                 vec = vec[:, ::-1] if rc else vec
                 pooled = vec[:, centre].mean(1)
                 pr, pa = pooled[: len(a)], pooled[len(a):]
@@ -254,12 +266,12 @@ def count_records(path: str) -> int:
 def run_score(backend, reference: Reference, vcf: str, out: str, options: ScoreOptions,
               model_name: str, sha256: str, table_format: str | None = None, skipped: str | None = None,
               shard: tuple[int, int] | None = None, argv: list[str] | None = None, log=lambda m: None,
-              on_records=lambda n: None, restart: bool = False) -> ScoreSummary:
+              on_records=lambda n: None, restart: bool = False, embedding_backend=None) -> ScoreSummary:
     """Score `vcf` into `out`. With a file in and a file out the run is resumable: scores go to
     `OUT.partial/` chunk by chunk and the output is assembled from them at the end (resume.py)."""
     if shard and vcf == "-":
         raise UsageError("--shard needs a VCF file, not stdin (records are counted first)")
-    scorer = Scorer(backend, reference, options, log)
+    scorer = Scorer(backend, reference, options, log, embedding_backend)
     wanted = shard_range(count_records(vcf), shard) if shard else None
     command = command_line(argv if argv is not None else sys.argv[1:])
 

@@ -129,9 +129,12 @@ def plan_units(spans: Iterable[tuple[str, int, int]], keep: int, unit_bases: int
 
 def run_tracks(backend, reference: Reference, spans: Iterable[tuple[str, int, int]], prefix: str,
                options: TracksOptions, model_name: str, sha256: str, log=lambda m: None,
-               on_window=lambda: None, inputs: dict | None = None, restart: bool = False) -> dict:
+               on_window=lambda: None, inputs: dict | None = None, restart: bool = False,
+               signals_backend=None) -> dict:
     """Compute the units into PREFIX.partial/ (skipping those a killed run finished), then write
-    the BED, bigWigs and JSON from them. `inputs` identifies the regions asked for (resume.py)."""
+    the BED, bigWigs and JSON from them. `inputs` identifies the regions asked for (resume.py).
+    backend: gives the token map (the "tokens" graph suffices); signals_backend: the masked
+    passes of --signals (the "masked" graph; default: backend, which must then be "full")."""
     context = backend.config.context
     flank = default_flank(context)
     keep = context - 2 * flank
@@ -155,7 +158,8 @@ def run_tracks(backend, reference: Reference, spans: Iterable[tuple[str, int, in
                         raise InputError(f"{partial.path} does not match the regions asked for; "
                                          "rerun with --restart")
                 continue
-            arrays = _compute_unit(backend, reference, unit, options, context, flank, on_window)
+            arrays = _compute_unit(backend, signals_backend or backend, reference, unit, options, context,
+                                   flank, on_window)
 
             def save(tmp, arrays=arrays, pieces=pieces):
                 with open(tmp, "wb") as handle:
@@ -186,8 +190,8 @@ def _output_paths(prefix: str, signals: bool) -> list[str]:
     return [f"{prefix}.{name}" for name in names + ["tracks.json"]]
 
 
-def _compute_unit(backend, reference: Reference, unit, options: TracksOptions, context: int, flank: int,
-                  on_window) -> dict[str, np.ndarray]:
+def _compute_unit(backend, signals_backend, reference: Reference, unit, options: TracksOptions, context: int,
+                  flank: int, on_window) -> dict[str, np.ndarray]:
     """One unit's token lengths (pieces in order, each piece tiled exactly), tokens per piece,
     window count and, with --signals, per-base entropy and LLR."""
     windows = ((i, w) for i, (contig, lo, hi, _) in enumerate(unit) for w in tile(contig, lo, hi, context, flank))
@@ -201,7 +205,7 @@ def _compute_unit(backend, reference: Reference, unit, options: TracksOptions, c
     arrays = {"token_lengths": np.concatenate(lengths).astype(np.int32), "tokens_per_piece": per_piece,
               "windows": np.array(n_windows)}
     if options.signals:
-        signals = [_signals(backend, reference, contig, lo, hi, options) for contig, lo, hi, _ in unit]
+        signals = [_signals(signals_backend, reference, contig, lo, hi, options) for contig, lo, hi, _ in unit]
         arrays["entropy"] = np.concatenate([e for e, _ in signals])
         arrays["llr"] = np.concatenate([r for _, r in signals])
     return arrays
