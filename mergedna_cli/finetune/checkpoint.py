@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import ModelError
 from ..model import save_model
+from ..model.serialization import atomic_write
 from .head import Head, SequenceModel
 from .task import TaskSpec
 
@@ -33,15 +34,15 @@ def save_finetuned(model: SequenceModel, directory: str | os.PathLike, task: Tas
     out = Path(directory)
     save_model(model.backbone, out)
     state = {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
-    tmp = out / f".{HEAD_FILE}.tmp{os.getpid()}"
-    save_file(state, str(tmp))
-    os.replace(tmp, out / HEAD_FILE)
-    record = {"format": FORMAT, "format_version": 1, "task": task.to_dict(), "head": model.head.shape,
-              **info}
-    tmp = out / f".{INFO_FILE}.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, out / INFO_FILE)
+    atomic_write(out / HEAD_FILE, lambda p: save_file(state, str(p)))
+    write_info(out, {"format": FORMAT, "format_version": 1, "task": task.to_dict(),
+                     "head": model.head.shape, **info})
     return out
+
+
+def write_info(directory: str | os.PathLike, info: dict) -> None:
+    text = json.dumps(info, indent=2) + "\n"
+    atomic_write(Path(directory) / INFO_FILE, lambda p: p.write_text(text))
 
 
 def read_info(directory: str | os.PathLike) -> dict:

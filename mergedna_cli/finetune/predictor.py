@@ -10,6 +10,7 @@ import torch
 from ..pipelines.backend_factory import make_backend
 from .batching import length_sorted_batches, pad_rows, reverse_complements
 from .checkpoint import load_head, read_info, task_of
+from .head import pool_tokens
 
 
 class Predictor:
@@ -29,9 +30,8 @@ class Predictor:
         for index in length_sorted_batches(ids, batch_size):
             for strand in strands:
                 run = self.backend.run(pad_rows([strand[i] for i in index]))
-                weights = run.token_sizes.astype(np.float32)[..., None]
-                pooled = (run.token_vectors * weights).sum(1) / np.maximum(weights.sum(1), 1)
-                logits = self.head(torch.from_numpy(pooled))
+                pooled = pool_tokens(torch.from_numpy(run.token_vectors), torch.from_numpy(run.token_sizes))
+                logits = self.head(pooled)
                 y = logits.softmax(-1) if self.task.kind == "classification" else logits
                 out[index] += y.numpy() / len(strands)
             on_batch(len(index))

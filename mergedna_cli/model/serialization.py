@@ -19,10 +19,14 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """write(tmp) then rename: `path` is either the old file or the complete new one."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # only left when write failed
 
 
 def save_model(model: MergeDNA, directory: str | os.PathLike, metadata: dict | None = None) -> Path:
@@ -31,9 +35,9 @@ def save_model(model: MergeDNA, directory: str | os.PathLike, metadata: dict | N
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     meta = {k: str(v) for k, v in (metadata or {}).items()}
-    _atomic_write(out / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata=meta))
+    atomic_write(out / WEIGHTS_FILE, lambda p: save_file(state, str(p), metadata=meta))
     text = json.dumps(model.config.to_dict(), indent=2) + "\n"
-    _atomic_write(out / CONFIG_FILE, lambda p: p.write_text(text))
+    atomic_write(out / CONFIG_FILE, lambda p: p.write_text(text))
     return out
 
 

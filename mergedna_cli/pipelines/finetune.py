@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,14 +12,14 @@ import torch
 
 from ..errors import InputError, UsageError
 from ..finetune.batching import encode_all
-from ..finetune.checkpoint import INFO_FILE, read_info, save_finetuned
+from ..finetune.checkpoint import INFO_FILE, read_info, save_finetuned, write_info
 from ..finetune.head import Head, SequenceModel
 from ..finetune.loop import BALANCE, FinetuneSettings, Split, run_finetune
 from ..finetune.task import encode_targets, make_task
 from ..io.labelled import SequenceSet, read_sequences
 from ..model import load_model, weights_sha256
 from ..model_dirs import resolve_model_dir
-from ..training.distributed import finish_distributed, init_distributed
+from ..training.distributed import finish_distributed, hardware_name, init_distributed
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -116,12 +114,8 @@ def run(request: FinetuneRequest, log=lambda msg: None, on_step=lambda done, tot
         info = read_info(out)  # the best epoch's record, written by `save`
         info["training"] = {k: summary[k] for k in ("epochs_run", "train_seconds", "embed_seconds", "world_size")} | {
             "wall_seconds": round(time.time() - started, 1), "device": str(device),
-            "hardware": torch.cuda.get_device_name(device) if device.type == "cuda"
-            else f"{platform.processor() or platform.machine()} x{os.cpu_count()} CPU threads",
-            "torch": torch.__version__}
-        tmp = out / f".{INFO_FILE}.final"
-        tmp.write_text(json.dumps(info, indent=2) + "\n")
-        os.replace(tmp, out / INFO_FILE)
+            "hardware": hardware_name(device), "torch": torch.__version__}
+        write_info(out, info)
     if world > 1:
         finish_distributed()
     return summary

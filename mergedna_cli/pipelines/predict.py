@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from ..finetune.metrics import task_metrics
 from ..finetune.predictor import Predictor
 from ..finetune.task import decode_regression, encode_targets
 from ..io.labelled import SequenceSet, read_sequences
+from ..model.serialization import atomic_write
 
 
 def read_input(path: str, predictor: Predictor, fasta: str | None, need_labels: bool) -> SequenceSet:
@@ -36,17 +36,15 @@ def prediction_columns(predictor: Predictor, outputs: np.ndarray) -> tuple[list[
 
 def write_table(path: str, header: list[str], rows) -> None:
     """TSV (gzip if the name ends in .gz), written to a temporary name and renamed when complete."""
-    final = Path(path)
-    tmp = final.with_name(f".{final.name}.tmp{os.getpid()}")
-    opener = gzip.open if final.name.endswith(".gz") else open
-    try:
+    opener = gzip.open if str(path).endswith(".gz") else open
+
+    def write(tmp: Path) -> None:
         with opener(tmp, "wt", newline="") as handle:
             writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
             writer.writerow(header)
             writer.writerows(rows)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(Path(path), write)
 
 
 def run_predict(predictor: Predictor, data: SequenceSet, out: str, batch_size: int,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from ..io.fasta_records import iter_fasta_records
 from ..model import MergeDNA, MergeDNAConfig, save_model
 from ..training.checkpoint import latest_checkpoint, load_checkpoint
 from ..training.corpus import Corpus, CorpusSource, WindowSampler, read_bed_intervals
-from ..training.distributed import init_distributed
+from ..training.distributed import hardware_name, init_distributed
 from ..training.evaluation import held_out_windows
 from ..training.loop import PretrainSettings, make_optimizer, run_pretraining
 from .progress import TrainingReporter
@@ -140,8 +139,7 @@ def run(request: PretrainRequest) -> dict:
             "train_seconds": round(state["train_seconds"], 1),
             "this_run_wall_seconds": round(time.time() - started, 1),
             "world_size": world, "device": str(device),
-            "hardware": torch.cuda.get_device_name(device) if device.type == "cuda"
-            else f"{platform.processor() or platform.machine()} x{os.cpu_count()} CPU threads",
+            "hardware": hardware_name(device),
             "torch": torch.__version__,
         }
         save_model(model, out)

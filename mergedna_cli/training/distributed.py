@@ -7,6 +7,7 @@ group is created. NCCL on GPUs, gloo on CPU.
 from __future__ import annotations
 
 import os
+import platform
 
 import torch
 import torch.distributed as dist
@@ -29,6 +30,13 @@ def init_distributed(device_opt: str) -> tuple[torch.device, int, int]:
     if world > 1:  # share the cores between the local processes
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world))))
     return torch.device("cpu"), dist.get_rank() if world > 1 else 0, world
+
+
+def hardware_name(device: torch.device) -> str:
+    """For training records: the GPU's name, or the CPU and its thread count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} x{os.cpu_count()} CPU threads"
 
 
 def finish_distributed() -> None:
