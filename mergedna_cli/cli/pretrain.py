@@ -36,6 +36,7 @@ def pretrain(
     log_every: Annotated[int, typer.Option(min=1, help="Steps per metrics row.")] = 10,
     exclude: Annotated[Optional[list[Path]], typer.Option(help="BED of regions never trained on; repeatable.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in -o.")] = False,
+    init_from: Annotated[Optional[Path], typer.Option(help="Start from this model directory's weights and config (a new optimizer and schedule; e.g. continued pre-training on a GPU).")] = None,
     precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
     cache_dir: Annotated[Optional[Path], typer.Option(help="Where the encoded corpus is cached (default: OUT/corpus_cache).")] = None,
     device: Device = "auto",
@@ -50,13 +51,19 @@ def pretrain(
     from ..pipelines.pretrain import PretrainRequest, run
     from ..training.loop import PretrainSettings
 
+    if init_from is not None and (resume or config is not None):
+        raise UsageError("--init-from takes the model's own config and starts a new run: "
+                         "it cannot be combined with --resume or --config")
     if val_fasta and val_bed:
         raise UsageError("give either --val-fasta or --val-bed, not both")
     if precision not in ("auto", "fp32", "bf16"):
         raise UsageError(f"--precision must be auto, fp32 or bf16, got '{precision}'")
     if threads:
         torch.set_num_threads(threads)
-    if config is not None:
+    if init_from is not None:
+        from ..model.serialization import load_config
+        cfg = load_config(init_from)
+    elif config is not None:
         try:
             cfg = MergeDNAConfig.from_dict(json.loads(config.read_text()))
         except (OSError, json.JSONDecodeError) as exc:
@@ -74,4 +81,4 @@ def pretrain(
         weights=weight or [], val_fasta=str(val_fasta) if val_fasta else None,
         val_bed=str(val_bed) if val_bed else None, val_windows=val_windows,
         exclude_bed=[str(p) for p in exclude or []], resume=resume,
-        cache_dir=str(cache_dir) if cache_dir else None, device=device, quiet=quiet))
+        init_from=str(init_from) if init_from else None, cache_dir=str(cache_dir) if cache_dir else None, device=device, quiet=quiet))

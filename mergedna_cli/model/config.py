@@ -33,12 +33,14 @@ class MergeDNAConfig:
     latent_ratio: float = 0.5    # latent MTR merges L tokens down to K = ratio * L
     latent_merge_blocks: int = 2  # latent merging is spread over the first blocks
     # AMTM masking. "token" (the paper): mask whole local tokens, mask_fraction of them, chosen
-    # with P ~ 1/g^2. "base" (our default): mask single bases, mask_fraction of them, chosen with
-    # P ~ 1/g^2 of their token, because token-aligned masks leak the tokenizer's boundaries
-    # (docs/model.md) and single-base masks are what zero-shot scoring uses.
+    # with P ~ 1/g^2. "base": mask single bases, mask_fraction of them chosen with P ~ 1/g^2 of
+    # their token, plus random_mask_fraction uniformly. Our default is uniform single bases only
+    # (mask_fraction 0): token-aligned masks leak the tokenizer's boundaries, and the 1/g^2 choice
+    # leaks the hidden bases through the clean sequence's group sizes (docs/model.md); single-base
+    # masks are also what zero-shot scoring uses.
     mask_unit: str = "base"
-    mask_fraction: float = 0.15
-    random_mask_fraction: float = 0.10  # plus this fraction of bases masked uniformly at random
+    mask_fraction: float = 0.0
+    random_mask_fraction: float = 0.15
     latent_mtr_weight: float = 0.25
     max_token_offset: int = 32   # local decoder: embedding of a base's offset inside its token
     rope_base: float = 10000.0
@@ -111,6 +113,9 @@ PRESETS: dict[str, dict] = {
     # about two hours on 2 CPU cores (docs/model.md has the measurements).
     "small": dict(name="small", d_model=64, n_heads=2, n_local_encoder=4, n_latent_encoder=4,
                   n_latent_decoder=1, n_local_decoder=1, d_group=32, context=512),
+    # Twice the width of small, for GPU pre-training (about 4x the compute per base).
+    "base": dict(name="base", d_model=128, n_heads=4, n_local_encoder=4, n_latent_encoder=6,
+                 n_latent_decoder=1, n_local_decoder=1, d_group=64, context=512),
     # The paper's size, for GPU clusters (about 380M parameters).
     "paper": dict(name="paper", d_model=1024, n_heads=16, n_local_encoder=4, n_latent_encoder=20,
                   n_latent_decoder=4, n_local_decoder=2, d_group=128, context=4096,

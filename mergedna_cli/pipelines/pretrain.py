@@ -16,7 +16,8 @@ import torch.distributed as dist
 from ..alphabet import encode
 from ..errors import InputError, UsageError
 from ..io.fasta_records import iter_fasta_records
-from ..model import MergeDNA, MergeDNAConfig, save_model
+from ..model import MergeDNA, MergeDNAConfig, load_model, save_model
+from ..model.serialization import weights_sha256
 from ..training.checkpoint import latest_checkpoint, load_checkpoint
 from ..training.corpus import Corpus, CorpusSource, WindowSampler, read_bed_intervals
 from ..training.distributed import hardware_name, init_distributed
@@ -37,6 +38,7 @@ class PretrainRequest:
     val_windows: int = 64
     exclude_bed: list[str] = field(default_factory=list)
     resume: bool = False
+    init_from: str | None = None     # model directory whose weights start a new run
     cache_dir: str | None = None
     device: str = "auto"
     quiet: bool = False
@@ -79,6 +81,16 @@ def _validation_ids(request: PretrainRequest) -> np.ndarray | None:
     return None
 
 
+def _init_record(model_dir: str) -> dict:
+    """What a run started from: path, weights sha256, and the bases that model had seen."""
+    record = {"path": model_dir, "sha256": weights_sha256(model_dir)}
+    info = Path(model_dir) / "training.json"
+    if info.is_file():
+        previous = json.loads(info.read_text())
+        record["bases_seen"] = previous.get("bases_seen", 0) + previous.get("init_from", {}).get("bases_seen", 0)
+    return record
+
+
 def run(request: PretrainRequest) -> dict:
     out = Path(request.out_dir)
     device, rank, world = init_distributed(request.device)
@@ -101,7 +113,8 @@ def run(request: PretrainRequest) -> dict:
         if existing is not None:
             raise UsageError(f"'{out}' already holds checkpoints; pass --resume or choose a new -o")
         torch.manual_seed(settings.seed)
-        model = MergeDNA(request.config).to(device)
+        model = (load_model(request.init_from, device) if request.init_from
+                 else MergeDNA(request.config).to(device))
         optimizer = make_optimizer(model, settings)
     model.train()
     if settings.steps <= (start_state or {}).get("step", 0):
@@ -142,6 +155,8 @@ def run(request: PretrainRequest) -> dict:
             "hardware": hardware_name(device),
             "torch": torch.__version__,
         }
+        if request.init_from:
+            summary["init_from"] = _init_record(request.init_from)
         save_model(model, out)
         (out / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
     if world > 1 and not state.get("interrupted"):

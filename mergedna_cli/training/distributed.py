@@ -24,6 +24,7 @@ def init_distributed(device_opt: str) -> tuple[torch.device, int, int]:
         dist.init_process_group("nccl" if cuda else "gloo")
     if cuda:
         torch.cuda.set_device(local_rank)
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls: fp32 training at tensor-core speed
         return torch.device("cuda", local_rank), dist.get_rank() if world > 1 else 0, world
     if device_opt.startswith("cuda"):
         raise UsageError("--device cuda requested but torch sees no CUDA device")
