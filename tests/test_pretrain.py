@@ -48,6 +48,24 @@ def losses(out: Path) -> dict[int, float]:
     return {r["step"]: r["total"] for r in rows if "total" in r}
 
 
+def test_init_from_starts_a_new_stage_from_a_models_weights(genome, tmp_path):
+    from mergedna_cli.model import load_model
+    from mergedna_cli.model.serialization import weights_sha256
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert mergedna(*train_args(genome, first, 2)).returncode == 0
+    args = [a for a in train_args(genome, second, 3) if a not in ("--preset", "tiny")]
+    run = mergedna(*args, "--init-from", str(first), "--lr", "0")  # lr 0: the weights stay put
+    assert run.returncode == 0, run.stderr
+    a, b = load_model(first).state_dict(), load_model(second).state_dict()
+    assert all((a[k] == b[k]).all() for k in a)
+    record = json.loads((second / "training.json").read_text())
+    assert record["step"] == 3 and record["init_from"]["sha256"] == weights_sha256(first)
+    assert record["init_from"]["bases_seen"] == 2 * 4 * 128
+    clash = mergedna(*args, "--init-from", str(first), "--resume")
+    assert clash.returncode != 0 and "cannot be combined with --resume" in clash.stderr
+
+
 def test_resume_continues_exactly(genome, tmp_path):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert mergedna(*train_args(genome, straight, 4)).returncode == 0

@@ -31,6 +31,17 @@ def test_card_names_the_weights(shipped):
     assert size_mb < 25
 
 
+def test_the_larger_shipped_model_loads_by_name():
+    base = resolve_model_dir("mergedna-base")
+    assert weights_sha256(base) in (base / "MODEL_CARD.md").read_text()
+    assert (base / "model.safetensors").stat().st_size / 1e6 < 25
+    run = subprocess.run([sys.executable, "-m", "mergedna_cli", "info", "--model", "mergedna-base"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    facts = dict(line.split("\t", 1) for line in run.stdout.splitlines())
+    assert facts["preset"] == "base" and facts["weights sha256"] == weights_sha256(base)
+
+
 def test_info_defaults_to_the_shipped_model(shipped):
     run = subprocess.run([sys.executable, "-m", "mergedna_cli", "info"], capture_output=True, text=True,
                          timeout=120)

@@ -33,7 +33,10 @@ HELD_OUT = "human_GRCh37_chr20_1Mb_vg1kgp.fa.gz"
 JOBS = {
     "small": (["--init-from", str(HERE.parent / "mergedna-small")], 256, 1e-3, 100),
     "base": (["--preset", "base"], 256, 2e-3, 200),
+    # a second lease: continue the first lease's base model (its run directory under --data)
+    "base-continued": (["--init-from", "{data}/mergedna-base"], 256, 1e-3, 50),
 }
+SEEDS = {"base-continued": 2}  # new windows, not the first lease's again
 
 
 DEVICE, BATCH = "cuda", None  # --device / --batch (a CPU dry run of this script)
@@ -46,7 +49,7 @@ def pretrain_cmd(data: Path, job: str, out: Path, steps: int, extra: list[str]) 
            "--weight", "human_*=10", "--exclude", str(HERE / "exclude_brca1_locus.bed"),
            "--val-fasta", str(data / HELD_OUT), "--val-windows", "128", "--batch-size", str(batch),
            "--lr", str(lr), "--warmup", str(min(warmup, steps // 4)), "--steps", str(steps),
-           "--seed", "1", "-o", str(out), "--quiet", *start, *extra]
+           "--seed", str(SEEDS.get(job, 1)), "-o", str(out), "--quiet", *[a.replace("{data}", str(data)) for a in start], *extra]
     for name in TRAIN:
         cmd += ["--fasta", str(data / name)]
     return cmd

@@ -4,7 +4,9 @@ loss curve and MODEL_CARD.md.
     python models/recipes/make_model_card.py --run runs/mergedna-small \
         --eval runs/pretrain_eval.json --out models/mergedna-small
 
-`--eval` is the JSON written by `benchmarks/pretrain_eval.py --json`.
+`--eval` is the JSON written by `benchmarks/pretrain_eval.py --json`. A run started with
+`pretrain --init-from MODEL` is a later stage of that model: pass `--previous MODEL` (its packaged
+directory) and the record, metrics and card cover all stages, with totals over them.
 """
 
 from __future__ import annotations
@@ -22,9 +24,49 @@ import matplotlib.pyplot as plt  # noqa: E402
 from mergedna_cli.model.serialization import load_config, weights_sha256  # noqa: E402
 
 
-def read_metrics(path: Path) -> tuple[list[dict], list[dict]]:
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+STAGE_KEYS = ("settings", "step", "bases_seen", "train_seconds", "this_run_wall_seconds", "world_size",
+              "device", "hardware", "torch")
+
+
+def read_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def split_metrics(rows: list[dict]) -> tuple[list[dict], list[dict]]:
     return [r for r in rows if "total" in r], [r for r in rows if "val_masked_acc" in r]
+
+
+def precision_of(stage: dict) -> str:
+    """What `pretrain --precision` resolved to (auto: bf16 autocast on CUDA and on AVX-512 CPUs,
+    which the project's development machine has)."""
+    chosen = stage["settings"].get("precision", "auto")
+    if chosen == "fp32":
+        return "fp32 (TF32 matmuls)" if "cuda" in str(stage.get("device")) else "fp32"
+    return "bf16 autocast"
+
+
+def stages_of(record: dict) -> list[dict]:
+    return record.get("stages") or [{k: record[k] for k in STAGE_KEYS if k in record}]
+
+
+def chain(previous_dir: Path, run: Path) -> tuple[dict, list[dict]]:
+    """training.json and metrics rows of `run` appended to those of the model it started from:
+    steps and bases seen continue from the previous totals; sources keep the first stage's paths."""
+    before, after = json.loads((previous_dir / "training.json").read_text()), json.loads((run / "training.json").read_text())
+    stages = stages_of(before) + stages_of(after)
+    paths = {Path(src["path"]).name: src["path"] for src in before["sources"]}
+    record = {**after, "sources": [{**src, "path": paths.get(Path(src["path"]).name, src["path"])}
+                                   for src in after["sources"]],
+              "exclude_bed": before["exclude_bed"], "val_fasta": before["val_fasta"], "stages": stages,
+              "step": sum(st["step"] for st in stages), "bases_seen": sum(st["bases_seen"] for st in stages),
+              "train_seconds": round(sum(st["train_seconds"] for st in stages), 1),
+              "hardware": "; ".join(dict.fromkeys(st["hardware"] for st in stages))}
+    record.pop("init_from", None)
+    rows = read_rows(previous_dir / "metrics.jsonl")
+    step0, bases0 = before["step"], before["bases_seen"]
+    rows += [{**row, "step": row["step"] + step0, "bases_seen": row["bases_seen"] + bases0,
+              "stage": len(stages)} for row in read_rows(run / "metrics.jsonl")]
+    return record, rows
 
 
 def plot(train: list[dict], val: list[dict], kmer: dict, out: Path) -> None:
@@ -56,12 +98,18 @@ def main() -> None:
     ap.add_argument("--wall-hours", type=float, help="wall time of all training runs, if known")
     ap.add_argument("--history", help="markdown file appended as the card's 'Training history'")
     ap.add_argument("--hardware", help="hardware description (default: training.json's)")
+    ap.add_argument("--previous", help="packaged model directory this run was --init-from")
     args = ap.parse_args()
     run, out = Path(args.run), Path(args.out)
+    if args.previous:  # read before `out` (often the same directory) is overwritten
+        training, metric_rows = chain(Path(args.previous), run)
+    else:
+        training, metric_rows = json.loads((run / "training.json").read_text()), read_rows(run / "metrics.jsonl")
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "model.safetensors", "training.json", "metrics.jsonl"):
+    for name in ("config.json", "model.safetensors"):
         shutil.copy2(run / name, out / name)
-    training = json.loads((run / "training.json").read_text())
+    (out / "training.json").write_text(json.dumps(training, indent=2) + "\n")
+    (out / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in metric_rows))
     evaluation = json.loads(Path(args.eval).read_text())
     model_ev, kmer = evaluation.get("model", {}), evaluation.get("kmer", {})
     both_ev = evaluation.get("model_both_strands")
@@ -74,7 +122,7 @@ def main() -> None:
     (out / "evaluation.json").write_text(json.dumps({"rows": rows, "protocol": {
         k: evaluation[k] for k in ("heldout", "context", "windows", "spacing", "phases", "margin")},
         "kmer_selection": kmer.get("selection")}, indent=2) + "\n")
-    train, val = read_metrics(run / "metrics.jsonl")
+    train, val = split_metrics(metric_rows)
     plot(train, val, kmer, out / "loss_curve.png")
     config = load_config(out)
     sha = weights_sha256(out)
@@ -89,11 +137,17 @@ def main() -> None:
     except Exception:  # the card is still useful without the count
         pass
     settings = training["settings"]
+    stages = training.get("stages") or [training]
+    stage_rows = "\n".join(
+        f"| {i} | {st['hardware']} | {st['world_size']} | {st['world_size'] * st['settings']['batch_size']} | "
+        f"{st['settings']['lr']:g} | {st['step']:,} | {st['bases_seen']:,} | {st['train_seconds'] / 3600:.2f} | "
+        f"{precision_of(st)} |"
+        for i, st in enumerate(stages, 1))
     sources = "\n".join(f"| {Path(s['path']).name} | {s['bases']:,} | {s['weight']:g} |"
                         for s in training["sources"])
     human = sum(s["bases"] * s["weight"] for s in training["sources"] if Path(s["path"]).name.startswith("human_"))
     total = sum(s["bases"] * s["weight"] for s in training["sources"])
-    wall = f"{args.wall_hours:.2f} h over several resumed runs" if args.wall_hours else "see training.json"
+    wall = f"{args.wall_hours:.2f} h over all stages and resumed runs" if args.wall_hours else "see training.json"
     def beats_kmer(ev: dict | None) -> bool:
         return bool(ev) and ev["accuracy"] > kmer["accuracy"] and ev["cross_entropy"] < kmer["cross_entropy"]
 
@@ -102,9 +156,9 @@ def main() -> None:
                "MergeDNA beats the k-mer baseline on both measures with both strands averaged (how "
                "`score` uses it by default), not on the forward strand alone." if beats_kmer(both_ev) else
                "**MergeDNA does not (yet) beat the k-mer baseline on both measures**; see the numbers above.")
-    both_row = (f"| MergeDNA small, both strands averaged | {both_ev['accuracy']:.4f} | "
+    both_row = (f"| MergeDNA {config.name}, both strands averaged | {both_ev['accuracy']:.4f} | "
                 f"{both_ev['cross_entropy']:.4f} | {both_ev['bases']:,} |\n") if both_ev else ""
-    card = f"""# mergedna-small
+    card = f"""# {out.name}
 
 MergeDNA (arXiv 2511.14806) as implemented by this project, pre-trained from scratch by this
 project. No official MergeDNA weights exist; these are not them.
@@ -131,18 +185,22 @@ so the zero-shot BRCA1 benchmarks score sequence the model never trained on. Hum
 
 ## Training
 
-Recipe: `recipes/train_small.sh` (`mergedna pretrain`, 2 DDP processes x 1 thread on CPU).
-AdamW lr {settings['lr']:g} (betas {settings['betas'][0]}, {settings['betas'][1]}), weight decay {settings['weight_decay']:g},
-{settings['warmup_steps']} warm-up steps then cosine to {settings['min_lr_ratio']:g} x lr over {settings['steps']:,} steps,
-gradient clip {settings['grad_clip']}, bf16 autocast, global batch {training['world_size']} x {settings['batch_size']} windows of {config.context} bases.
+{len(stages)} stage(s), each a `mergedna pretrain` run (the recipes are in `recipes/`; a later stage
+starts from the previous stage's weights with `--init-from`, a new AdamW state and a new schedule):
+AdamW (betas {settings['betas'][0]}, {settings['betas'][1]}), weight decay {settings['weight_decay']:g}, linear warm-up then cosine
+to {settings['min_lr_ratio']:g} x the peak lr, gradient clip {settings['grad_clip']}, windows of {config.context} bases.
+
+| stage | hardware | processes | windows per step | peak lr | steps | bases seen | hours of training steps | precision |
+|---|---|---|---|---|---|---|---|---|
+{stage_rows}
 
 | | |
 |---|---|
-| steps done | {training['step']:,} of {settings['steps']:,} scheduled |
+| steps done | {training['step']:,} |
 | bases seen | {training['bases_seen']:,} |
 | training time | {training['train_seconds'] / 3600:.2f} h of training steps (excluding validation); wall: {wall} |
-| hardware | {args.hardware or training['hardware']}, {training['world_size']} processes, torch {training['torch']} |
-| final losses (mean of last {settings['log_every']} steps) | total {last['total']:.3f}, MTR {last['mtr']:.3f}, latent MTR {last['latent_mtr']:.3f}, AMTM {last['amtm']:.3f} (masked-base CE {last['masked_ce']:.3f}, acc {last['masked_acc']:.3f}) |
+| hardware | {args.hardware or training['hardware']} |
+| final losses (mean of the last {settings['log_every']} steps) | total {last['total']:.3f}, MTR {last['mtr']:.3f}, latent MTR {last['latent_mtr']:.3f}, AMTM {last['amtm']:.3f} (masked-base CE {last['masked_ce']:.3f}, acc {last['masked_acc']:.3f}) |
 
 ![loss curve](loss_curve.png)
 
@@ -156,7 +214,7 @@ the same training data and weights) is scored on exactly the same bases
 
 | model | masked-base accuracy | cross-entropy (nats/base) | bases |
 |---|---|---|---|
-| MergeDNA small, forward strand | {model_ev['accuracy']:.4f} | {model_ev['cross_entropy']:.4f} | {model_ev['bases']:,} |
+| MergeDNA {config.name}, forward strand | {model_ev['accuracy']:.4f} | {model_ev['cross_entropy']:.4f} | {model_ev['bases']:,} |
 {both_row}| bidirectional {kmer['k']}-mer | {kmer['accuracy']:.4f} | {kmer['cross_entropy']:.4f} | {kmer['bases']:,} |
 
 {verdict} (Both strands: the mean of the probabilities predicted from the window and from its
@@ -164,7 +222,7 @@ reverse complement; the k-mer baseline counts both strands.)
 
 ## Limits
 
-A 0.5 M-parameter model trained on CPU: its zero-shot scores are a research baseline, not a
+A {n_params / 1e6:.1f} M-parameter model: its zero-shot scores are a research baseline, not a
 clinical tool. Human sequence in training is ~4.5 Mb from three loci.
 """
     if args.history:
