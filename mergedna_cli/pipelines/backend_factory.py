@@ -29,8 +29,25 @@ def parity_sequences(context: int) -> list[np.ndarray]:
 
 def make_backend(model: str | None, backend: str = "torch", device: str = "auto",
                  threads: int | None = None, log=lambda msg: None, part: str = "full"):
-    """part: "full" (per-base log-probabilities too) or "embedding" (stops after the latent
-    encoder, for commands that need only token vectors)."""
+    """part: an inference graph of engine/graph.py ("full", "embedding", "masked", "tokens").
+    On CPU, batches run as one slice per thread, each with one intra-op thread (engine/parallel.py)."""
+    from ..engine.parallel import SlicedBackend, cpu_workers
+
+    inner = _single_backend(model, backend, device, 1 if _on_cpu(device) else threads, log, part)
+    workers = cpu_workers(threads)
+    return SlicedBackend(inner, workers) if _on_cpu(device) and workers > 1 else inner
+
+
+def _on_cpu(device: str) -> bool:
+    if device == "cpu":
+        return True
+    if device.startswith("cuda"):
+        return False
+    import torch  # "auto": CUDA when torch sees a GPU (both backends follow torch's answer here)
+    return not torch.cuda.is_available()
+
+
+def _single_backend(model: str | None, backend: str, device: str, threads: int | None, log, part: str):
     model_dir = resolve_model_dir(model)
     if backend == "torch":
         from ..engine.backends import TorchBackend

@@ -1,0 +1,53 @@
+"""Run each batch as slices on several threads, every operator on one core.
+
+The model's operators are small (D = 64-128, windows of 512 bases): spread over N intra-op
+threads, each one pays a fork/join per operator and the cores mostly wait. N Python threads that
+each run a slice of the batch with one intra-op thread keep every core busy instead (torch and
+ONNX Runtime release the GIL inside operators). Measured on the 2-core development machine, masked
+graph, 16 windows of 512 bases: 2 slices x 1 thread ran 1.3-1.6x the windows/s of 1 batch x 2
+threads (docs/benchmarks.md). Rows are independent, so slicing never changes a result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .backends import BackendOutput
+
+
+def cpu_workers(threads: int | None) -> int:
+    """--threads N, or every core this process may use."""
+    if threads:
+        return threads
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class SlicedBackend:
+    """A backend whose `run` splits the batch into `workers` slices run concurrently."""
+
+    def __init__(self, inner, workers: int):
+        self.inner, self.workers = inner, workers
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="mergedna-slice")
+
+    def __getattr__(self, name):  # config, part, name, device, ... of the wrapped backend
+        return getattr(self.inner, name)
+
+    def run(self, ids: np.ndarray, query: np.ndarray | None = None) -> BackendOutput:
+        n = min(self.workers, len(ids))
+        if n < 2:
+            return self.inner.run(ids, query)
+        bounds = np.linspace(0, len(ids), n + 1).astype(int)
+        parts = [self.pool.submit(self.inner.run, ids[a:b], None if query is None else query[a:b])
+                 for a, b in zip(bounds[:-1], bounds[1:])]
+        outs = [part.result() for part in parts]
+        return BackendOutput(**{
+            field.name: None if getattr(outs[0], field.name) is None
+            else np.concatenate([getattr(out, field.name) for out in outs])
+            for field in dataclasses.fields(BackendOutput)})
