@@ -14,6 +14,7 @@ its corpus cache, with only its latest checkpoint) is packed into OUT/<job>.tar.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import subprocess
@@ -56,10 +57,13 @@ def pretrain_cmd(data: Path, job: str, out: Path, steps: int, extra: list[str]) 
 
 
 def run_all(cmds: dict[str, list[str]], limit: float, logs: Path) -> dict[str, int]:
-    procs = {job: subprocess.Popen(["timeout", "-s", "INT", "-k", "30", str(int(limit)), *cmd],
-                                   stdout=open(logs / f"{job}.out", "a"), stderr=subprocess.STDOUT)
-             for job, cmd in cmds.items()}
-    return {job: proc.wait() for job, proc in procs.items()}
+    """Start every command at once (each under `timeout -s INT limit`), wait for all; exit codes."""
+    with contextlib.ExitStack() as stack:
+        procs = {job: subprocess.Popen(["timeout", "-s", "INT", "-k", "30", str(int(limit)), *cmd],
+                                       stdout=stack.enter_context(open(logs / f"{job}.out", "a")),
+                                       stderr=subprocess.STDOUT)
+                 for job, cmd in cmds.items()}
+        return {job: proc.wait() for job, proc in procs.items()}
 
 
 def throughput(metrics: Path) -> float:
