@@ -67,19 +67,22 @@ class OrtVariant:
     as OnnxBackend does (same .session/.config/.outputs, same run()).
 
     variant: dash-joined words among
-      all, extended, basic  graph_optimization_level (the package uses basic)
+      all, extended, basic  graph_optimization_level (the package uses extended)
+      sln                   keep the RMSNorm fusion (SimplifiedLayerNormFusion) the package disables
       nospin                session.intra_op.allow_spinning = 0 (idle pool threads sleep)
-    e.g. nospin, all, all-nospin. Otherwise as the package: intra_op = threads, inter_op = 1, CPU.
+    e.g. nospin, basic, all-sln. Otherwise as the package: intra_op = threads, inter_op = 1, CPU.
     """
 
     def __init__(self, onnx_path: Path, config, threads: int, variant: str):
         import onnxruntime as ort
 
+        from mergedna_cli.engine.backends import DISABLED_OPTIMIZERS, OUTPUTS
+
         levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
                   "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
                   "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}
         words = variant.split("-")
-        unknown = set(words) - set(levels) - {"nospin"}
+        unknown = set(words) - set(levels) - {"nospin", "sln"}
         if unknown:
             raise SystemExit(f"--ort-variants: unknown setting(s) {', '.join(sorted(unknown))} "
                              f"in '{variant}'")
@@ -87,15 +90,19 @@ class OrtVariant:
         options.intra_op_num_threads = threads or 0
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         for word in words:
             if word in levels:
                 options.graph_optimization_level = levels[word]
         if "nospin" in words:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        disabled = [name for name in DISABLED_OPTIMIZERS
+                    if not ("sln" in words and name == "SimplifiedLayerNormFusion")]
+        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"],
+                                            disabled_optimizers=disabled or None)
         self.config = config
         self.outputs = tuple(o.name for o in self.session.get_outputs())
+        self.part = next(part for part, names in OUTPUTS.items() if tuple(names) == self.outputs)
 
     def run(self, ids: np.ndarray):
         from mergedna_cli.engine.backends import OnnxBackend
@@ -214,7 +221,7 @@ def main() -> None:
     parser.add_argument("--backends", default="torch,onnx", help="torch,onnx or one of them")
     parser.add_argument("--ort-variants", default="",
                         help="extra ONNX Runtime settings to time, comma-separated, each dash-joined "
-                             "words among all, extended, basic, nospin (e.g. nospin,all)")
+                             "words among all, extended, basic, sln, nospin (e.g. nospin,basic)")
     parser.add_argument("--json", default=None, help="write all numbers to this JSON file")
     args = parser.parse_args()
 

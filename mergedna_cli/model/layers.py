@@ -28,6 +28,9 @@ class SwiGLU(nn.Module):
         self.down = nn.Linear(hidden, dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export():  # two MatMuls, not one and two Slice copies
+            w_gate, w_up = self.gate_up.weight.chunk(2, dim=0)
+            return self.down(F.silu(F.linear(x, w_gate)) * F.linear(x, w_up))
         gate, up = self.gate_up(x).chunk(2, dim=-1)
         return self.down(F.silu(gate) * up)
 
@@ -77,9 +80,14 @@ def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: to
     allowed = (offset.abs() <= radius) & valid_kb[:, :, None, :]  # (B, nb, r, 3r)
     allowed = allowed | (offset == 0)
 
-    scores = torch.einsum("bhnqe,bhnke->bhnqk", q, kb) * E ** -0.5
-    scores = scores.masked_fill(~allowed[:, None], float("-inf"))
-    out = torch.einsum("bhnqk,bhnke->bhnqe", scores.softmax(-1), vb)
+    if torch.onnx.is_in_onnx_export():  # the same products as MatMul (ORT's Einsum is slower)
+        scores = (q @ kb.transpose(-1, -2)) * E ** -0.5
+        scores = scores.masked_fill(~allowed[:, None], float("-inf"))
+        out = scores.softmax(-1) @ vb
+    else:
+        scores = torch.einsum("bhnqe,bhnke->bhnqk", q, kb) * E ** -0.5
+        scores = scores.masked_fill(~allowed[:, None], float("-inf"))
+        out = torch.einsum("bhnqk,bhnke->bhnqe", scores.softmax(-1), vb)
     return out.reshape(B, H, nb * radius, E)[:, :, :T]
 
 
@@ -89,6 +97,19 @@ def _all_true(valid: torch.Tensor) -> bool:
     if torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
         return False
     return bool(valid.all())
+
+
+def _full_attention_export(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                           valid: torch.Tensor) -> torch.Tensor:
+    """scaled_dot_product_attention with the PAD mask below, as plain MatMul/Add/Softmax for ONNX
+    export: the exporter's SDPA graph scales q and k separately, rebuilds the mask in every block and
+    adds an IsNaN/Where pass over every score for fully masked rows, which cannot occur here (a PAD
+    query sees itself). The mask bias depends on `valid` alone, so ONNX Runtime computes it once."""
+    idx = torch.arange(valid.shape[1], device=q.device)
+    allowed = valid[:, None, None, :] | (idx[:, None] == idx[None, :])  # (B, 1, T, T)
+    bias = torch.where(allowed, torch.tensor(0.0), torch.tensor(float("-inf")))
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2) + bias
+    return scores.softmax(-1) @ v
 
 
 class Attention(nn.Module):
@@ -107,7 +128,9 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).view(B, T, 3, self.heads, E).permute(2, 0, 3, 1, 4).contiguous()  # 3 x (B, H, T, E)
         cos, sin = rotary_tables(pos, E, self.rope_base)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        if self.radius is None:
+        if self.radius is None and torch.onnx.is_in_onnx_export():
+            out = _full_attention_export(q, k, v, valid)
+        elif self.radius is None:
             idx = torch.arange(T, device=x.device)
             allowed = None if _all_true(valid) else (  # PAD keys hidden; a PAD query sees itself
                 valid[:, None, None, :] | (idx[:, None] == idx[None, :]))
