@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2, help="torch / ONNX Runtime CPU threads")
     ap.add_argument("--limit", type=int, default=None, help="only the first N SGE variants")
-    ap.add_argument("--batch-size", type=int, default=16, help="windows per backend call (both "
+    ap.add_argument("--batch-size", type=int, default=32, help="windows per backend call (both "
                     "strands together, as `mergedna score --batch-size`)")
     ap.add_argument("--spacings", default="32,64,128", help="shared-pass mask spacings to try "
                     "(one position per pass is always run)")

@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> dict:
                     help="as `mergedna score --mask-spacing` (default 0, the CLI default; 0 = one "
                          "position per pass)")
     ap.add_argument("--strand", choices=["both", "forward"], default="both")
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2, help="torch / ONNX Runtime CPU threads")
     ap.add_argument("--sets", default="sge,clinvar", help="comma-separated: sge, clinvar")
     ap.add_argument("--fasta", default=str(REFERENCE), help="GRCh38 reference holding chr17")

@@ -30,7 +30,7 @@ def score(
     model: Model = None,
     backend: Backend = "torch",
     device: Device = "auto",
-    batch_size: BatchSize = 16,
+    batch_size: BatchSize = 32,
     strand: Strand = "both",
     threads: Threads = None,
     quiet: Quiet = False,

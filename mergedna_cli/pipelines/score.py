@@ -51,7 +51,7 @@ class ScoreOptions:
     strand: str = "both"
     mask_spacing: int | None = None  # one position per pass; shared passes disagreed (rho < 0.99)
     ref_mismatch: str = "flag"   # flag | skip | error
-    batch_size: int = 16
+    batch_size: int = 32
     flank: int | None = None
     chunk_records: int = CHUNK_RECORDS
 
