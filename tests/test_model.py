@@ -365,3 +365,24 @@ def test_uniform_only_masking_has_no_adaptive_masks():
     ids = random_ids(4, 128, seed=2, with_n=False)
     losses = pretraining_losses(model, ids, 0.5, torch.Generator().manual_seed(0))
     assert 0.05 < float(losses.masked_bases) / ids.numel() < 0.25
+
+
+def test_local_attention_export_branch_matches_eager(monkeypatch):
+    """The ONNX-export form of local attention (one Gather of keys, MatMul) gives the eager result,
+    PAD rows and a length that is not a multiple of the radius included."""
+    import torch
+
+    from mergedna_cli.model.layers import local_attention
+
+    torch.manual_seed(0)
+    for T, radius in ((40, 8), (37, 8), (17, 8), (5, 8)):
+        q, k, v = (torch.randn(3, 2, T, 16) for _ in range(3))
+        valid = torch.ones(3, T, dtype=torch.bool)
+        valid[1, T // 2:] = False
+        valid[2, :] = False
+        valid[2, 0] = True
+        eager = local_attention(q, k, v, valid, radius)
+        monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
+        exported = local_attention(q, k, v, valid, radius)
+        monkeypatch.undo()
+        assert torch.allclose(eager, exported, atol=1e-6, rtol=0), (T, radius)

@@ -62,16 +62,7 @@ def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: to
     nb = (T + radius - 1) // radius
     extra = nb * radius - T
     q = F.pad(q, (0, 0, 0, extra)).view(B, H, nb, radius, E)
-    k = F.pad(k, (0, 0, radius, extra + radius))  # one empty block on each side
-    v = F.pad(v, (0, 0, radius, extra + radius))
     valid_k = F.pad(valid, (radius, extra + radius), value=False)  # (B, T + pads)
-
-    # Keys of block n: padded blocks n, n+1, n+2 = previous, own and next block. Built with cat
-    # (cheap backward) rather than an index gather.
-    kb = k.view(B, H, nb + 2, radius, E)
-    vb = v.view(B, H, nb + 2, radius, E)
-    kb = torch.cat((kb[:, :, :-2], kb[:, :, 1:-1], kb[:, :, 2:]), dim=3)  # (B, H, nb, 3r, E)
-    vb = torch.cat((vb[:, :, :-2], vb[:, :, 1:-1], vb[:, :, 2:]), dim=3)
     vk = valid_k.view(B, nb + 2, radius)
     valid_kb = torch.cat((vk[:, :-2], vk[:, 1:-1], vk[:, 2:]), dim=2)  # (B, nb, 3r)
     q_in_block = torch.arange(radius, device=q.device)
@@ -80,11 +71,24 @@ def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: to
     allowed = (offset.abs() <= radius) & valid_kb[:, :, None, :]  # (B, nb, r, 3r)
     allowed = allowed | (offset == 0)
 
-    if torch.onnx.is_in_onnx_export():  # the same products as MatMul (ORT's Einsum is slower)
+    if torch.onnx.is_in_onnx_export():
+        # Keys of block n (previous, own and next block) by one Gather from the unpadded k and v,
+        # not Pad + 3 Slices + Concat; a key outside [0, T) reads a clamped neighbour, which
+        # `allowed` hides (probability exactly 0). The same products as MatMul (ORT's Einsum is slower).
+        key = (torch.arange(nb, device=q.device)[:, None] * radius + k_in_block[None, :]).clamp(0, T - 1)
+        kb, vb = k[:, :, key], v[:, :, key]  # (B, H, nb, 3r, E)
         scores = (q @ kb.transpose(-1, -2)) * E ** -0.5
         scores = scores.masked_fill(~allowed[:, None], float("-inf"))
         out = scores.softmax(-1) @ vb
     else:
+        k = F.pad(k, (0, 0, radius, extra + radius))  # one empty block on each side
+        v = F.pad(v, (0, 0, radius, extra + radius))
+        # Keys of block n: padded blocks n, n+1, n+2 = previous, own and next block. Built with cat
+        # (cheap backward) rather than an index gather.
+        kb = k.view(B, H, nb + 2, radius, E)
+        vb = v.view(B, H, nb + 2, radius, E)
+        kb = torch.cat((kb[:, :, :-2], kb[:, :, 1:-1], kb[:, :, 2:]), dim=3)  # (B, H, nb, 3r, E)
+        vb = torch.cat((vb[:, :, :-2], vb[:, :, 1:-1], vb[:, :, 2:]), dim=3)
         scores = torch.einsum("bhnqe,bhnke->bhnqk", q, kb) * E ** -0.5
         scores = scores.masked_fill(~allowed[:, None], float("-inf"))
         out = torch.einsum("bhnqk,bhnke->bhnqe", scores.softmax(-1), vb)
