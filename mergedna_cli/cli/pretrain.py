@@ -17,7 +17,7 @@ from .options import Debug, Device, Quiet, Threads
 def pretrain(
     fasta: Annotated[list[Path], typer.Option("--fasta", help="Training FASTA (plain, gzip or bgzip); repeat for more.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Model directory to write (weights, checkpoints, metrics).")],
-    preset: Annotated[str, typer.Option(help="Model size: tiny, small or paper.")] = "small",
+    preset: Annotated[str, typer.Option(help="Model size: tiny, small, base or paper.")] = "small",
     config: Annotated[Optional[Path], typer.Option(help="Model config JSON (overrides --preset).")] = None,
     context: Annotated[Optional[int], typer.Option(min=64, help="Window length in bases (default: the preset's).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per step (per process).")] = 16,
