@@ -11,14 +11,40 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
+
+
+class _FusedRMSNorm(torch.autograd.Function):
+    """RMSNorm exported as one ONNX Runtime SimplifiedLayerNormalization node (ORT registers it in
+    the default ONNX domain); computes exactly `_rms_norm` when called from PyTorch."""
+
+    @staticmethod
+    def forward(ctx, x, weight, eps):
+        return _rms_norm(x, weight, eps)
+
+    @staticmethod
+    def symbolic(g, x, weight, eps):
+        out = g.op("SimplifiedLayerNormalization", x, weight, axis_i=-1, epsilon_f=eps, stash_type_i=1)
+        out.setType(x.type())
+        return out
+
+
 class RMSNorm(nn.Module):
+    # Set on a model instance at export time (engine/onnx_export.py) for norms whose output cannot
+    # decide a token merge: the fused kernel rounds differently from the plain ops, which is
+    # harmless there but flips near-tied merges in the tokenizer.
+    fuse_in_export = False
+
     def __init__(self, dim: int, eps: float = 1e-6):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+        if self.fuse_in_export and torch.onnx.is_in_onnx_export():
+            return _FusedRMSNorm.apply(x, self.weight, self.eps)
+        return _rms_norm(x, self.weight, self.eps)
 
 
 class SwiGLU(nn.Module):
