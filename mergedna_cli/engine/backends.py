@@ -20,12 +20,12 @@ OUTPUTS = {  # output names of the inference graphs (engine/graph.py), per part
     "masked": ("log_probs",),  # at the query positions only: (B, Q, 4)
     "tokens": ("token_sizes", "token_mask", "base2tok"),  # the learned tokenizer alone
 }
+INPUTS = {"full": ("ids",), "embedding": ("ids",), "masked": ("ids", "query"), "tokens": ("ids",)}
 # Extended graph optimisations (fused SiLU, transpose/scale folded into MatMul: ~6% faster on CPU)
 # except the RMSNorm fusion: its kernel rounds the norm differently, which moves merge scores by
 # float noise and flips near-tied merges (token maps then differ from PyTorch in more windows).
 # ORT_ENABLE_ALL adds nothing measurable on CPU for this graph.
 DISABLED_OPTIMIZERS = ["SimplifiedLayerNormFusion"]
-INPUTS = {"full": ("ids",), "embedding": ("ids",), "masked": ("ids", "query"), "tokens": ("ids",)}
 
 
 @dataclass

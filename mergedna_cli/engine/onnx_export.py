@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..alphabet import MASK
+from ..atomic import temp_path
 from ..errors import MergeDNAError, ModelError
 from ..model.serialization import weights_sha256
 from .graph import INPUTS, OUTPUTS
@@ -81,7 +82,7 @@ def export_onnx(model_dir: str | os.PathLike, out_path: str | os.PathLike, check
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp{os.getpid()}")
+    tmp = temp_path(out_path)
     model = load_model(model_dir)
     fuse_norms(model)
     example = (torch.from_numpy(check_ids[0][:1].astype(np.int64)),)

@@ -19,9 +19,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..atomic import atomic_write
 from ..errors import ModelError
 from ..model import save_model
-from ..model.serialization import atomic_write
 from .head import Head, SequenceModel
 from .task import TaskSpec
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import temp_path
 from ..errors import UsageError
 
 FORMATS = {".parquet": "parquet", ".tsv": "tsv", ".npz": "npz"}
@@ -29,7 +30,7 @@ class EmbeddingWriter:
         self.format = format_for(path)
         if per_token and self.format == "tsv":
             raise UsageError("--per-token needs a .parquet or .npz output (token lists do not fit a TSV row)")
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        self.tmp = temp_path(self.path)
         self.rows: list[dict] = []
         self.batch_rows = batch_rows
         self._writer = None

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from ..atomic import AtomicTextFile, temp_path
+
 
 class ScoreTableWriter:
     COLUMNS = ("chrom", "pos", "id", "ref", "alt", "score", "status", "method")
@@ -21,7 +23,7 @@ class ScoreTableWriter:
             self.tmp, self._out = None, sys.stdout
         else:
             target = Path(path)
-            self.tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+            self.tmp = temp_path(target)
             self._out = open(self.tmp, "w") if fmt == "tsv" else None
         if fmt == "tsv":
             self._out.write("\t".join(self.COLUMNS) + "\n")
@@ -72,23 +74,11 @@ class ScoreTableWriter:
             self.tmp.unlink(missing_ok=True)
 
 
-class SkippedWriter:
-    """`--skipped FILE`: every unscored allele and why, written under a temporary name and
-    renamed on success like every other output."""
+class SkippedWriter(AtomicTextFile):
+    """`--skipped FILE`: every unscored allele and why, renamed into place on success."""
 
     def __init__(self, path: str):
-        self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
-        self._out = open(self.tmp, "w")
-        self._out.write("#chrom\tpos\tid\tref\talt\treason\n")
+        super().__init__(path, "#chrom\tpos\tid\tref\talt\treason\n")
 
     def add(self, variant, alt: str, reason: str) -> None:
         self._out.write(f"{variant.chrom}\t{variant.start + 1}\t{variant.fields[2]}\t{variant.ref}\t{alt}\t{reason}\n")
-
-    def close(self) -> None:
-        self._out.close()
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        self._out.close()
-        self.tmp.unlink(missing_ok=True)

@@ -13,22 +13,16 @@ from pathlib import Path
 import numpy as np
 import pyBigWig
 
+from ..atomic import AtomicTextFile, temp_path
+
 # itemRgb by token length 1, 2, ..., 8+ (a light-to-dark ramp, readable on a white track).
 PALETTE = ["200,200,200", "158,202,225", "107,174,214", "66,146,198", "33,113,181", "8,81,156",
            "8,48,107", "37,37,37"]
 
 
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
-
-
-class TokenBedWriter:
+class TokenBedWriter(AtomicTextFile):
     def __init__(self, path: str, track_line: str | None = None):
-        self.path = Path(path)
-        self.tmp = _tmp(self.path)
-        self._out = open(self.tmp, "w")
-        if track_line:
-            self._out.write(track_line + "\n")
+        super().__init__(path, track_line + "\n" if track_line else "")
 
     def write(self, contig: str, starts: np.ndarray, ends: np.ndarray) -> None:
         lengths = ends - starts
@@ -37,21 +31,13 @@ class TokenBedWriter:
         self._out.writelines(f"{contig}\t{s}\t{e}\tL{n}\t{sc}\t.\t{s}\t{e}\t{c}\n"
                              for s, e, n, sc, c in zip(starts, ends, lengths, scores, colours))
 
-    def close(self) -> None:
-        self._out.close()
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        self._out.close()
-        self.tmp.unlink(missing_ok=True)
-
 
 class BigWigWriter:
     """Per-base values written as contiguous runs (span 1, step 1)."""
 
     def __init__(self, path: str, chrom_sizes: list[tuple[str, int]]):
         self.path = Path(path)
-        self.tmp = _tmp(self.path)
+        self.tmp = temp_path(self.path)
         self._bw = pyBigWig.open(str(self.tmp), "w")
         self._bw.addHeader(chrom_sizes, maxZooms=10)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pysam
 
+from ..atomic import temp_path
 from ..errors import InputError
 
 
@@ -139,7 +140,7 @@ class VcfWriter:
             self.tmp = None
         else:
             target = Path(path)
-            self.tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+            self.tmp = temp_path(target)
             self._out = (pysam.BGZFile(str(self.tmp), "wb") if self.compressed
                          else open(self.tmp, "w"))
 

@@ -11,22 +11,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..atomic import atomic_write
 from ..errors import ModelError
 from .config import MergeDNAConfig
 from .network import MergeDNA
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-
-
-def atomic_write(path: Path, write) -> None:
-    """write(tmp) then rename: `path` is either the old file or the complete new one."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # only left when write failed
 
 
 def save_model(model: MergeDNA, directory: str | os.PathLike, metadata: dict | None = None) -> Path:

@@ -33,9 +33,10 @@ def make_backend(model: str | None, backend: str = "torch", device: str = "auto"
     On CPU, batches run as one slice per thread, each with one intra-op thread (engine/parallel.py)."""
     from ..engine.parallel import SlicedBackend, cpu_workers
 
-    inner = _single_backend(model, backend, device, 1 if _on_cpu(device) else threads, log, part)
-    workers = cpu_workers(threads)
-    return SlicedBackend(inner, workers) if _on_cpu(device) and workers > 1 else inner
+    workers = cpu_workers(threads) if _on_cpu(device) else 1
+    if workers == 1:
+        return _single_backend(model, backend, device, threads, log, part)
+    return SlicedBackend(_single_backend(model, backend, device, 1, log, part), workers)
 
 
 def _on_cpu(device: str) -> bool:

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pyBigWig
 
+from ..atomic import atomic_write
 from ..errors import InputError
 from ..io.reference import Reference
 from ..io.tracks_writer import BigWigWriter
-from .resume import write_atomically
 
 BLOCK = 1 << 20  # bases read from a part's bigWig at a time
 SETTINGS = ("model", "weights_sha256", "compression", "context", "flank", "signals")
@@ -80,13 +80,12 @@ def merge_tracks(reference: Reference, parts: list[str], prefix: str, log=lambda
     merged = {**metas[0], **{key: sum(m.get(key, 0) for m in metas) for key in COUNTS}}
     merged["mean_token_length"] = merged["bases"] / max(merged["tokens"], 1)
     merged["merged_from"] = len(parts)
-    write_atomically(Path(f"{prefix}.tracks.json"), lambda tmp: tmp.write_text(json.dumps(merged, indent=2)))
+    atomic_write(f"{prefix}.tracks.json", lambda tmp: tmp.write_text(json.dumps(merged, indent=2)), durable=True)
     return merged
 
 
 def _concatenate_beds(parts: list[str], beds: dict, out: Path, track: str | None) -> None:
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    try:
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as sink:
             if track:
                 sink.write((track + "\n").encode())
@@ -95,10 +94,8 @@ def _concatenate_beds(parts: list[str], beds: dict, out: Path, track: str | None
                     if beds[part][0]:
                         source.readline()  # the part's own track line
                     shutil.copyfileobj(source, sink)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    atomic_write(out, write)
 
 
 def _merge_bigwigs(parts: list[str], beds: dict, name: str, out: str, chrom_sizes, order) -> None:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write
 from ..finetune.batching import encode_all
 from ..finetune.metrics import task_metrics
 from ..finetune.predictor import Predictor
 from ..finetune.task import decode_regression, encode_targets
 from ..io.labelled import SequenceSet, read_sequences
-from ..model.serialization import atomic_write
 
 
 def read_input(path: str, predictor: Predictor, fasta: str | None, need_labels: bool) -> SequenceSet:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import __version__
+from ..atomic import atomic_write
 from ..errors import MergeDNAError
 
 MANIFEST = "manifest.json"
@@ -30,15 +31,6 @@ def file_identity(path: str | os.PathLike) -> dict:
     """What identifies an input file cheaply: its absolute path, size and modification time."""
     stat = os.stat(path)
     return {"path": os.path.abspath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """write(tmp) then fsync and rename: `path` is either absent or complete, even after a crash."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def remove_stale_temporaries(final: str | os.PathLike) -> None:
@@ -68,7 +60,7 @@ class PartialDir:
             self._lock.close()
             raise MergeDNAError(f"another mergedna run is writing '{self.final}' "
                                 f"(it holds {self.path / LOCK})") from None
-        for stale in self.path.glob("*.tmp"):
+        for stale in self.path.glob(".*.tmp*"):  # chunks a killed run left half-written
             stale.unlink()
         self._check_manifest()
         return self
@@ -103,14 +95,14 @@ class PartialDir:
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
-        write_atomically(path, lambda tmp: tmp.write_text(json.dumps(self.manifest, indent=1)))
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(self.manifest, indent=1)), durable=True)
 
     def chunks(self, pattern: str = "chunk-*") -> list[Path]:
         """Finished chunk files, in name order (names carry zero-padded numbers)."""
-        return sorted(p for p in self.path.glob(pattern) if not p.name.endswith(".tmp"))
+        return sorted(self.path.glob(pattern))  # temporaries are hidden (.NAME.tmpPID): never matched
 
     def write(self, name: str, write: Callable[[Path], None]) -> None:
-        write_atomically(self.path / name, write)
+        atomic_write(self.path / name, write, durable=True)
 
     def remove(self) -> None:
         """After the final outputs are in place: the chunks are no longer needed."""

@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import __version__
 from ..alphabet import N as N_ID
+from ..atomic import atomic_write
 from ..engine.engine import kept_token_spans, run_windows
 from ..engine.masked import masked_log_probs
 from ..engine.windows import default_flank, tile
@@ -29,7 +30,7 @@ from ..errors import InputError
 from ..io.reference import Reference
 from ..io.regions import Region
 from ..io.tracks_writer import BigWigWriter, TokenBedWriter
-from .resume import PartialDir, file_identity, remove_stale_temporaries, write_atomically
+from .resume import PartialDir, file_identity, remove_stale_temporaries
 
 GAP_MIN = 100       # --genome skips runs of N at least this long
 SIGNAL_BLOCK = 65_536  # positions per masked-signal call: bounded memory on whole contigs
@@ -179,8 +180,7 @@ def run_tracks(backend, reference: Reference, spans: Iterable[tuple[str, int, in
             **stats,
             "mean_token_length": stats["bases"] / max(stats["tokens"], 1),
         }
-        write_atomically(Path(f"{prefix}.tracks.json"),
-                         lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
+        atomic_write(f"{prefix}.tracks.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=2)), durable=True)
         partial.remove()
     return meta
 

@@ -1,0 +1,48 @@
+"""Outputs appear complete or not at all: written under a temporary name beside the target, then
+renamed over it. One naming scheme (`.NAME.tmpPID`, hidden, per process) for every writer, so a
+killed run's leftovers are recognisable (pipelines/resume.py removes them). No torch import."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+
+def temp_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], durable: bool = False) -> None:
+    """write(tmp) then rename: `path` is either the old file or the complete new one. `durable`
+    also fsyncs before the rename, so the file survives a machine crash, not only a killed process."""
+    path = Path(path)
+    tmp = temp_path(path)
+    try:
+        write(tmp)
+        if durable:
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # only left when write failed
+
+
+class AtomicTextFile:
+    """A text file streamed to its temporary name: `close()` renames it into place, `abort()`
+    removes it. Subclasses write lines to `self._out`."""
+
+    def __init__(self, path: str | os.PathLike, header: str = ""):
+        self.path = Path(path)
+        self.tmp = temp_path(self.path)
+        self._out = open(self.tmp, "w")
+        self._out.write(header)
+
+    def close(self) -> None:
+        self._out.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self._out.close()
+        self.tmp.unlink(missing_ok=True)
