@@ -1,11 +1,13 @@
 """Run each batch as slices on several threads, every operator on one core.
 
 The model's operators are small (D = 64-128, windows of 512 bases): spread over N intra-op
-threads, each one pays a fork/join per operator and the cores mostly wait. N Python threads that
-each run a slice of the batch with one intra-op thread keep every core busy instead (torch and
-ONNX Runtime release the GIL inside operators). Measured on the 2-core development machine, masked
-graph, 16 windows of 512 bases: 2 slices x 1 thread ran 1.3-1.6x the windows/s of 1 batch x 2
-threads (docs/benchmarks.md). Rows are independent, so slicing never changes a result.
+threads, each one ends in a barrier, and when another process takes a core the barrier waits for
+the descheduled thread. N Python threads that each run a slice of the batch with one intra-op
+thread synchronise once per batch instead (torch and ONNX Runtime release the GIL inside
+operators). On the 2-core development machine (`benchmarks/slicing_speed.py`, masked graph):
+idle, 1.01-1.03x (torch) and 1.08-1.10x (ONNX Runtime) the windows/s of one call on 2 threads;
+with one competing busy process, 2.3-2.6x (torch). Rows are independent, so slicing never
+changes a result.
 """
 
 from __future__ import annotations
