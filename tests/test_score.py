@@ -178,3 +178,26 @@ def test_bad_inputs_are_one_line_errors(model_dir, tmp_path):
         assert run.stderr.startswith("mergedna: error:") and message in run.stderr
         assert len(run.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o.vcf").exists()
+
+
+def test_empty_and_truncated_vcfs(model_dir, tmp_path):
+    header_only = tmp_path / "header_only.vcf"
+    header_only.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
+    run = mergedna(*score_args(model_dir, header_only, tmp_path / "empty_out.vcf"))
+    assert run.returncode == 0, run.stderr
+    assert body(tmp_path / "empty_out.vcf") == []
+
+    zero = tmp_path / "zero.vcf"
+    zero.write_text("")
+    truncated = tmp_path / "truncated.vcf.gz"
+    with gzip.open(CLINVAR, "rb") as handle:
+        data = gzip.compress(handle.read())
+    truncated.write_bytes(data[: len(data) // 2])
+    for vcf, message in ((zero, "not a VCF (no '#CHROM' header line)"),
+                         (truncated, "Compressed file ended before the end-of-stream marker was reached")):
+        out = tmp_path / f"{vcf.name}.out.vcf.gz"
+        run = mergedna(*score_args(model_dir, vcf, out))
+        assert run.returncode == 1, run.stderr
+        assert run.stderr.startswith("mergedna: error:") and message in run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1
+        assert not out.exists() and not Path(f"{out}.partial").exists()

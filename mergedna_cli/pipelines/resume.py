@@ -65,10 +65,15 @@ class PartialDir:
         self._check_manifest()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+        if exc_type is not None and not self._holds_results():
+            self.remove()  # failed before finishing any chunk: nothing to resume, leave no clutter
+
+    def _holds_results(self) -> bool:
+        return self.path.is_dir() and any(e.name not in (LOCK, MANIFEST) for e in self.path.iterdir())
 
     def _check_manifest(self) -> None:
         path = self.path / MANIFEST
