@@ -15,7 +15,7 @@ import torch
 
 from mergedna_cli.alphabet import decode, reverse_complement
 from mergedna_cli.engine import onnx_export
-from mergedna_cli.engine.backends import OnnxBackend, TorchBackend
+from mergedna_cli.engine.backends import ONNX_MAX_ROWS, OnnxBackend, TorchBackend
 from mergedna_cli.engine.engine import Engine
 from mergedna_cli.engine.onnx_export import ParityError, ParityReport, export_onnx
 from mergedna_cli.engine.windows import default_flank, tile
@@ -275,6 +275,28 @@ def test_onnx_matches_torch_on_real_windows(backend, reference, onnx_path):
         np.testing.assert_array_equal(b.token_sizes, a.token_sizes)
         mask = a.token_mask[..., None]
         np.testing.assert_allclose(b.token_vectors * mask, a.token_vectors * mask, atol=1e-4, rtol=0)
+
+
+def test_onnx_runs_large_batches_in_chunks_with_the_same_result(backend, onnx_path):
+    onnx = OnnxBackend(onnx_path, backend.config, device="cpu", threads=1)
+    rows = ONNX_MAX_ROWS + 3
+    ids = np.random.default_rng(5).integers(0, 4, (rows, CONTEXT))
+    calls = []
+
+    class CountingSession:  # records the rows of every ONNX Runtime call
+        def __init__(self, session):
+            self.session = session
+
+        def run(self, names, feed):
+            calls.append(len(feed["ids"]))
+            return self.session.run(names, feed)
+
+    onnx.session = CountingSession(onnx.session)
+    whole = onnx.run(ids)
+    assert calls == [ONNX_MAX_ROWS, 3]
+    one_by_one = [onnx.run(ids[i:i + 1]) for i in range(rows)]
+    for name in ("log_probs", "token_vectors", "token_sizes", "token_mask", "base2tok"):
+        np.testing.assert_array_equal(getattr(whole, name), np.concatenate([getattr(o, name) for o in one_by_one]))
 
 
 def test_onnx_engine_embeddings_match_torch(backend, reference, onnx_path):

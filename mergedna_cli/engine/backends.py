@@ -6,6 +6,7 @@ Runtime (CPU, or CUDA where onnxruntime-gpu is installed). Both return the same 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,12 @@ INPUTS = {"full": ("ids",), "embedding": ("ids",), "masked": ("ids", "query"), "
 # float noise and flips near-tied merges (token maps then differ from PyTorch in more windows).
 # ORT_ENABLE_ALL adds nothing measurable on CPU for this graph.
 DISABLED_OPTIMIZERS = ["SimplifiedLayerNormFusion"]
+# ONNX Runtime runs at most this many windows per call: its intermediates (attention scores above
+# all) then stay in cache. Per window on one thread, embedding / full graph, 512-base windows:
+# 6.5 / 8.0 ms in calls of 8 rows, 6.8 / 9.0 ms in calls of 16 (benchmarks/inference_speed.py
+# shows the effect at batch 32). PyTorch gets no such limit: its per-call overhead favours
+# large calls.
+ONNX_MAX_ROWS = 8
 
 
 @dataclass
@@ -108,10 +115,22 @@ class OnnxBackend:
         self.part = next(part for part, names in OUTPUTS.items() if tuple(names) == self.outputs)
 
     def run(self, ids: np.ndarray, query: np.ndarray | None = None) -> BackendOutput:
+        if len(ids) > ONNX_MAX_ROWS:
+            rows = [slice(a, a + ONNX_MAX_ROWS) for a in range(0, len(ids), ONNX_MAX_ROWS)]
+            return concat_outputs([self.run(ids[r], None if query is None else query[r]) for r in rows])
         feed = {"ids": np.ascontiguousarray(ids, dtype=np.int64)}
         if self.part == "masked":
             feed["query"] = np.ascontiguousarray(query, dtype=np.int64)
         return _output(self.outputs, self.session.run(None, feed))
+
+
+def concat_outputs(outs: list[BackendOutput]) -> BackendOutput:
+    """One BackendOutput from the outputs of consecutive row slices of a batch (every slice of a
+    batch has the same token layout: it depends on the window length only)."""
+    return BackendOutput(**{
+        field.name: None if getattr(outs[0], field.name) is None
+        else np.concatenate([getattr(out, field.name) for out in outs])
+        for field in dataclasses.fields(BackendOutput)})
 
 
 def _output(names, arrays) -> BackendOutput:

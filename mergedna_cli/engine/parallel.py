@@ -12,13 +12,12 @@ changes a result.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .backends import BackendOutput
+from .backends import BackendOutput, concat_outputs
 
 
 def cpu_workers(threads: int | None) -> int:
@@ -48,8 +47,4 @@ class SlicedBackend:
         bounds = np.linspace(0, len(ids), n + 1).astype(int)
         parts = [self.pool.submit(self.inner.run, ids[a:b], None if query is None else query[a:b])
                  for a, b in zip(bounds[:-1], bounds[1:])]
-        outs = [part.result() for part in parts]
-        return BackendOutput(**{
-            field.name: None if getattr(outs[0], field.name) is None
-            else np.concatenate([getattr(out, field.name) for out in outs])
-            for field in dataclasses.fields(BackendOutput)})
+        return concat_outputs([part.result() for part in parts])
