@@ -71,9 +71,13 @@ def rotary_tables(pos: torch.Tensor, head_dim: int, base: float) -> tuple[torch.
     return angles.cos(), angles.sin()
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                 extra: torch.Tensor | None = None) -> torch.Tensor:
+    """Rotate x (B, H, T, E); `extra` (B, H, T, e) is appended after the rotated components in the
+    same copy."""
     x1, x2 = x.chunk(2, dim=-1)  # (B, H, T, E/2) each
-    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    parts = (x1 * cos - x2 * sin, x1 * sin + x2 * cos)
+    return torch.cat(parts if extra is None else (*parts, extra), dim=-1)
 
 
 def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor,
@@ -129,16 +133,24 @@ def _all_true(valid: torch.Tensor) -> bool:
     return bool(valid.all())
 
 
-def _full_attention_export(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                           valid: torch.Tensor) -> torch.Tensor:
-    """scaled_dot_product_attention with the PAD mask below, as plain MatMul/Add/Softmax for ONNX
-    export: the exporter's SDPA graph scales q and k separately, rebuilds the mask in every block and
-    adds an IsNaN/Where pass over every score for fully masked rows, which cannot occur here (a PAD
-    query sees itself). The mask bias depends on `valid` alone, so ONNX Runtime computes it once."""
-    idx = torch.arange(valid.shape[1], device=q.device)
-    allowed = valid[:, None, None, :] | (idx[:, None] == idx[None, :])  # (B, 1, T, T)
-    bias = torch.where(allowed, torch.tensor(0.0), torch.tensor(float("-inf")))
-    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2) + bias
+# Added to the score of a PAD key: finite, so a query that sees no real key still gets a finite row.
+PAD_KEY_SCORE = -1e9
+
+
+def key_padding_columns(q: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Extra last components that carry the PAD mask inside the q.k product, for ONNX export: 1 on
+    every query, 0 on a real key and -1e9 on a PAD key, so that q'.k' = q.k + (0 or -1e9) and the
+    MatMul applies the mask for free (no mask tensor over every score). q (B, H, T, E)."""
+    ones = torch.ones_like(q[..., :1])
+    return ones, torch.where(valid, 0.0, PAD_KEY_SCORE)[:, None, :, None].expand_as(ones)
+
+
+def _full_attention_export(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """Full attention for ONNX export, as MatMul/Softmax/MatMul, with q and k carrying the PAD mask
+    in their last component (key_padding_columns; E real components before it). A PAD query sees
+    the real keys here (itself in eager mode): its output is meaningless either way and never
+    reaches a real position."""
+    scores = (q * scale) @ k.transpose(-1, -2)
     return scores.softmax(-1) @ v
 
 
@@ -157,10 +169,13 @@ class Attention(nn.Module):
         # contiguous: elementwise ops on the strided permuted view run ~5x slower on CPU (measured)
         q, k, v = self.qkv(x).view(B, T, 3, self.heads, E).permute(2, 0, 3, 1, 4).contiguous()  # 3 x (B, H, T, E)
         cos, sin = rotary_tables(pos, E, self.rope_base)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if self.radius is None and torch.onnx.is_in_onnx_export():
-            out = _full_attention_export(q, k, v, valid)
-        elif self.radius is None:
+            q_extra, k_extra = key_padding_columns(q, valid)
+            q, k = apply_rotary(q, cos, sin, q_extra), apply_rotary(k, cos, sin, k_extra)
+            out = _full_attention_export(q, k, v, (self.qkv.in_features // self.heads) ** -0.5)
+            return self.out(out.transpose(1, 2).reshape(B, T, D))
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if self.radius is None:
             idx = torch.arange(T, device=x.device)
             allowed = None if _all_true(valid) else (  # PAD keys hidden; a PAD query sees itself
                 valid[:, None, None, :] | (idx[:, None] == idx[None, :]))
