@@ -107,8 +107,9 @@ def export_onnx(model_dir: str | os.PathLike, out_path: str | os.PathLike, check
             tmp.unlink(missing_ok=True)
             raise ModelError(f"ONNX export failed: {str(exc).splitlines()[0]}") from None
     try:
+        # one intra-op thread: ONNX Runtime on several is not run-to-run identical (docs/architecture.md)
         report = parity_check(TorchBackend(model_dir, device="cpu", part=part),
-                              OnnxBackend(tmp, model.config, "cpu"), check_ids)
+                              OnnxBackend(tmp, model.config, "cpu", threads=1), check_ids)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
