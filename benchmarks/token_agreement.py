@@ -49,10 +49,11 @@ def main() -> None:
     ap.add_argument("--bases", type=int, default=1_000_000)
     ap.add_argument("--threads", type=int, default=2, help="intra-op threads of the multi-thread check")
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--graph", default=None, help="tokens graph to test (default: the model's own)")
     args = ap.parse_args()
 
     model = str(resolve_model_dir(args.model))
-    graph = cached_onnx_path(model, "tokens")
+    graph = Path(args.graph) if args.graph else cached_onnx_path(model, "tokens")
     if not graph.is_file():
         sys.exit(f"no tokens graph at {graph}: run `mergedna export-onnx` or any --backend onnx command first")
     torch_1 = TorchBackend(model, device="cpu", threads=1, part="tokens")

@@ -386,3 +386,26 @@ def test_local_attention_export_branch_matches_eager(monkeypatch):
         exported = local_attention(q, k, v, valid, radius)
         monkeypatch.undo()
         assert torch.allclose(eager, exported, atol=1e-6, rtol=0), (T, radius)
+
+
+@pytest.mark.parametrize("radius", [None, 8])
+@pytest.mark.parametrize("heads", [1, 2, 4])
+def test_attention_export_form_matches_eager_at_real_tokens(monkeypatch, radius, heads):
+    """The ONNX-export form of attention (per-head projections, the PAD mask carried in the q.k
+    product) gives the eager result at every real token; PAD tokens may differ (never used)."""
+    import torch
+
+    from mergedna_cli.model.layers import Attention
+
+    torch.manual_seed(heads)
+    attention = Attention(32, heads, radius, rope_base=10000.0).eval()
+    x = torch.randn(3, 37, 32)
+    pos = torch.arange(37, dtype=torch.float32).expand(3, 37) * 1.5
+    valid = torch.ones(3, 37, dtype=torch.bool)
+    valid[1, 20:] = False
+    valid[2, 1:] = False
+    with torch.no_grad():
+        eager = attention(x, pos, valid)
+        monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
+        exported = attention(x, pos, valid)
+    assert torch.allclose(eager[valid], exported[valid], atol=1e-5, rtol=0)

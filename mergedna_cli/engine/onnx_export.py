@@ -86,7 +86,6 @@ def export_onnx(model_dir: str | os.PathLike, out_path: str | os.PathLike, check
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(out_path)
     model = load_model(model_dir)
-    fuse_norms(model)
     example = (torch.from_numpy(check_ids[0][:1].astype(np.int64)),)
     names = OUTPUTS[part]
     axes = {"ids": {0: "batch", 1: "length"}, "base2tok": {0: "batch", 1: "length"}}
@@ -122,17 +121,6 @@ def export_onnx(model_dir: str | os.PathLike, out_path: str | os.PathLike, check
     _stamp(tmp, weights_sha256(model_dir))
     os.replace(tmp, out_path)
     return report
-
-
-def fuse_norms(model) -> None:
-    """Export the RMSNorms after the tokenizer (latent encoder and decoder, local decoder, output
-    norm) as fused SimplifiedLayerNormalization nodes. The tokenizer's norms stay plain ops: their
-    outputs decide merges, and the fused kernel's rounding flips near-tied ones."""
-    from ..model.layers import RMSNorm
-    for part in (model.latent_encoder, model.latent_decoder, model.local_decoder, model.out_norm):
-        for module in part.modules():
-            if isinstance(module, RMSNorm):
-                module.fuse_in_export = True
 
 
 def _stamp(path: Path, sha256: str) -> None:

@@ -31,18 +31,16 @@ class _FusedRMSNorm(torch.autograd.Function):
 
 
 class RMSNorm(nn.Module):
-    # Set on a model instance at export time (engine/onnx_export.py) for norms whose output cannot
-    # decide a token merge: the fused kernel rounds differently from the plain ops, which is
-    # harmless there but flips near-tied merges in the tokenizer.
-    fuse_in_export = False
-
     def __init__(self, dim: int, eps: float = 1e-6):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fuse_in_export and torch.onnx.is_in_onnx_export():
+        # Exported as one fused node: seven plain ops over every 64-wide row cost ONNX Runtime twice
+        # what PyTorch spends on the tokenizer's norms. The fused kernel rounds differently; over
+        # 7,814 windows it did not add windows that tokenize differently from PyTorch (docs/benchmarks.md).
+        if torch.onnx.is_in_onnx_export():
             return _FusedRMSNorm.apply(x, self.weight, self.eps)
         return _rms_norm(x, self.weight, self.eps)
 
@@ -164,16 +162,13 @@ class Attention(nn.Module):
         self.out = nn.Linear(dim, dim, bias=False)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export():
+            return self._forward_export(x, pos, valid)
         B, T, D = x.shape
         E = D // self.heads
         # contiguous: elementwise ops on the strided permuted view run ~5x slower on CPU (measured)
         q, k, v = self.qkv(x).view(B, T, 3, self.heads, E).permute(2, 0, 3, 1, 4).contiguous()  # 3 x (B, H, T, E)
         cos, sin = rotary_tables(pos, E, self.rope_base)
-        if self.radius is None and torch.onnx.is_in_onnx_export():
-            q_extra, k_extra = key_padding_columns(q, valid)
-            q, k = apply_rotary(q, cos, sin, q_extra), apply_rotary(k, cos, sin, k_extra)
-            out = _full_attention_export(q, k, v, (self.qkv.in_features // self.heads) ** -0.5)
-            return self.out(out.transpose(1, 2).reshape(B, T, D))
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if self.radius is None:
             idx = torch.arange(T, device=x.device)
@@ -183,6 +178,28 @@ class Attention(nn.Module):
         else:
             out = local_attention(q, k, v, valid, self.radius)
         return self.out(out.transpose(1, 2).reshape(B, T, D))
+
+    def _forward_export(self, x: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """The same attention for ONNX export, one head at a time: each head's q, k and v come out
+        of their own MatMul already in (B, T, E) layout and the output projection sums per-head
+        products, so no head transposes are needed (ONNX Runtime runs a transpose as a separate copy)."""
+        H, D = self.heads, self.qkv.in_features
+        E = D // H
+        w_qkv, w_out = self.qkv.weight, self.out.weight  # (3D, D) rows: q heads, k heads, v heads
+        cos, sin = rotary_tables(pos, E, self.rope_base)
+        total = None
+        for h in range(H):
+            q, k, v = (F.linear(x, w_qkv[part * D + h * E:part * D + (h + 1) * E])[:, None] for part in range(3))
+            if self.radius is None:
+                q_extra, k_extra = key_padding_columns(q, valid)
+                q, k = apply_rotary(q, cos, sin, q_extra), apply_rotary(k, cos, sin, k_extra)
+                out = _full_attention_export(q, k, v, E ** -0.5)
+            else:
+                q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+                out = local_attention(q, k, v, valid, self.radius)
+            head = F.linear(out[:, 0], w_out[:, h * E:(h + 1) * E])
+            total = head if total is None else total + head
+        return total
 
 
 class Block(nn.Module):
