@@ -78,26 +78,38 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
     return torch.cat(parts if extra is None else (*parts, extra), dim=-1)
 
 
+def local_attention_mask(valid: torch.Tensor, radius: int) -> torch.Tensor:
+    """Which keys each query may see in local_attention's block grid: (B, nb, r, 3r) for valid
+    (B, T). Key j of block n is token n * r - r + j (previous, own and next block)."""
+    B, T = valid.shape
+    nb = (T + radius - 1) // radius
+    extra = nb * radius - T
+    valid_k = F.pad(valid, (radius, extra + radius), value=False)  # (B, T + pads)
+    vk = valid_k.view(B, nb + 2, radius)
+    valid_kb = torch.cat((vk[:, :-2], vk[:, 1:-1], vk[:, 2:]), dim=2)  # (B, nb, 3r)
+    q_in_block = torch.arange(radius, device=valid.device)
+    k_in_block = torch.arange(3 * radius, device=valid.device) - radius
+    offset = k_in_block[None, :] - q_in_block[:, None]  # (r, 3r), same for every block
+    allowed = (offset.abs() <= radius) & valid_kb[:, :, None, :]  # (B, nb, r, 3r)
+    return allowed | (offset == 0)
+
+
 def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor,
-                    radius: int) -> torch.Tensor:
+                    radius: int, allowed: torch.Tensor | None = None) -> torch.Tensor:
     """Attention where token i sees tokens j with |i - j| <= radius, never PAD.
 
     q, k, v: (B, H, T, E); valid: (B, T). Blocked so the cost is O(T * 3 * radius), not O(T^2):
     the sequence is cut into blocks of `radius` tokens, each attending to itself and its two
     neighbour blocks. A PAD query sees only itself, so no row of the softmax is empty.
+    `allowed`: local_attention_mask(valid, radius) when the caller already has it.
     """
     B, H, T, E = q.shape
     nb = (T + radius - 1) // radius
     extra = nb * radius - T
     q = F.pad(q, (0, 0, 0, extra)).view(B, H, nb, radius, E)
-    valid_k = F.pad(valid, (radius, extra + radius), value=False)  # (B, T + pads)
-    vk = valid_k.view(B, nb + 2, radius)
-    valid_kb = torch.cat((vk[:, :-2], vk[:, 1:-1], vk[:, 2:]), dim=2)  # (B, nb, 3r)
-    q_in_block = torch.arange(radius, device=q.device)
+    if allowed is None:
+        allowed = local_attention_mask(valid, radius)
     k_in_block = torch.arange(3 * radius, device=q.device) - radius
-    offset = k_in_block[None, :] - q_in_block[:, None]  # (r, 3r), same for every block
-    allowed = (offset.abs() <= radius) & valid_kb[:, :, None, :]  # (B, nb, r, 3r)
-    allowed = allowed | (offset == 0)
 
     if torch.onnx.is_in_onnx_export():
         # Keys of block n (previous, own and next block) by one Gather from the unpadded k and v,
@@ -135,12 +147,13 @@ def _all_true(valid: torch.Tensor) -> bool:
 PAD_KEY_SCORE = -1e9
 
 
-def key_padding_columns(q: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def key_padding_columns(valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Extra last components that carry the PAD mask inside the q.k product, for ONNX export: 1 on
     every query, 0 on a real key and -1e9 on a PAD key, so that q'.k' = q.k + (0 or -1e9) and the
-    MatMul applies the mask for free (no mask tensor over every score). q (B, H, T, E)."""
-    ones = torch.ones_like(q[..., :1])
-    return ones, torch.where(valid, 0.0, PAD_KEY_SCORE)[:, None, :, None].expand_as(ones)
+    MatMul applies the mask for free (no mask tensor over every score). Both (B, 1, T, 1), to be
+    appended to one head's q and k (B, 1, T, E)."""
+    ones = torch.ones_like(valid, dtype=torch.float32)[:, None, :, None]
+    return ones, torch.where(valid, 0.0, PAD_KEY_SCORE)[:, None, :, None]
 
 
 def _full_attention_export(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
@@ -187,16 +200,20 @@ class Attention(nn.Module):
         E = D // H
         w_qkv, w_out = self.qkv.weight, self.out.weight  # (3D, D) rows: q heads, k heads, v heads
         cos, sin = rotary_tables(pos, E, self.rope_base)
+        # what every head shares: the PAD-mask components or the local block mask
+        if self.radius is None:
+            q_extra, k_extra = key_padding_columns(valid)
+        else:
+            allowed = local_attention_mask(valid, self.radius)
         total = None
         for h in range(H):
             q, k, v = (F.linear(x, w_qkv[part * D + h * E:part * D + (h + 1) * E])[:, None] for part in range(3))
             if self.radius is None:
-                q_extra, k_extra = key_padding_columns(q, valid)
                 q, k = apply_rotary(q, cos, sin, q_extra), apply_rotary(k, cos, sin, k_extra)
                 out = _full_attention_export(q, k, v, E ** -0.5)
             else:
                 q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-                out = local_attention(q, k, v, valid, self.radius)
+                out = local_attention(q, k, v, valid, self.radius, allowed)
             head = F.linear(out[:, 0], w_out[:, h * E:(h + 1) * E])
             total = head if total is None else total + head
         return total

@@ -39,6 +39,12 @@ def exact_budget_targets(n_real: torch.Tensor, keep_num: int, keep_den: int) -> 
         else max(1, (n_real * keep_num + keep_den // 2) // keep_den)
 
 
+def unit_rows(x: torch.Tensor) -> torch.Tensor:
+    """F.normalize(x, dim=-1), the same values: x / max(|x|, 1e-12). Written out because the ONNX
+    exporter expands F.normalize's norm to x's full shape before dividing (an extra copy)."""
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
 def _rank_desc(priority: torch.Tensor) -> torch.Tensor:
     """Rank of each entry in its row, 0 = highest priority.
 
@@ -121,7 +127,7 @@ def merge_adjacent(state: TokenState, group: torch.Tensor, target: torch.Tensor,
     boundary (windows of `window` tokens starting at -window_offset).
     """
     B, T, _ = state.x.shape
-    g = F.normalize(group, dim=-1)
+    g = unit_rows(group)
     score = (g[:, :-1] * g[:, 1:]).sum(-1)  # (B, T-1), edge t joins tokens t and t+1
     legal = state.valid[:, :-1] & state.valid[:, 1:] & (state.masked[:, :-1] == state.masked[:, 1:])
     edge = torch.arange(1, T, device=score.device)
@@ -146,7 +152,7 @@ def merge_bipartite(state: TokenState, group: torch.Tensor, target: torch.Tensor
     Adjacent or not; the top-(n - target) A tokens by similarity merge. Kept tokens stay in order.
     """
     B, T, _ = state.x.shape
-    g = F.normalize(group, dim=-1)
+    g = unit_rows(group)
     sim = g[:, 0::2] @ g[:, 1::2].transpose(1, 2)  # (B, TA, TB)
     sim = sim.masked_fill(~state.valid[:, None, 1::2], NEG_INF)
     best, match = sim.max(dim=-1)  # (B, TA)
