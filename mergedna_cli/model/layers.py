@@ -205,14 +205,24 @@ class Attention(nn.Module):
             q_extra, k_extra = key_padding_columns(valid)
         else:
             allowed = local_attention_mask(valid, self.radius)
+        half = E // 2
+
+        def rotated(part: int, h: int, extra: torch.Tensor | None = None) -> torch.Tensor:
+            # each rotary half from its own MatMul: no Split of the projected head
+            first = part * D + h * E
+            x1 = F.linear(x, w_qkv[first:first + half])[:, None]
+            x2 = F.linear(x, w_qkv[first + half:first + E])[:, None]
+            parts = (x1 * cos - x2 * sin, x1 * sin + x2 * cos)
+            return torch.cat(parts if extra is None else (*parts, extra), dim=-1)
+
         total = None
         for h in range(H):
-            q, k, v = (F.linear(x, w_qkv[part * D + h * E:part * D + (h + 1) * E])[:, None] for part in range(3))
+            v = F.linear(x, w_qkv[2 * D + h * E:2 * D + (h + 1) * E])[:, None]
             if self.radius is None:
-                q, k = apply_rotary(q, cos, sin, q_extra), apply_rotary(k, cos, sin, k_extra)
+                q, k = rotated(0, h, q_extra), rotated(1, h, k_extra)
                 out = _full_attention_export(q, k, v, E ** -0.5)
             else:
-                q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+                q, k = rotated(0, h), rotated(1, h)
                 out = local_attention(q, k, v, valid, self.radius, allowed)
             head = F.linear(out[:, 0], w_out[:, h * E:(h + 1) * E])
             total = head if total is None else total + head
