@@ -395,12 +395,12 @@ def test_attention_export_form_matches_eager_at_real_tokens(monkeypatch, radius,
     product) gives the eager result at every real token; PAD tokens may differ (never used)."""
     import torch
 
-    from mergedna_cli.model.layers import Attention
+    from mergedna_cli.model.layers import Attention, rotary_tables
 
     torch.manual_seed(heads)
-    attention = Attention(32, heads, radius, rope_base=10000.0).eval()
+    attention = Attention(32, heads, radius).eval()
     x = torch.randn(3, 37, 32)
-    pos = torch.arange(37, dtype=torch.float32).expand(3, 37) * 1.5
+    pos = rotary_tables(torch.arange(37, dtype=torch.float32).expand(3, 37) * 1.5, 32 // heads, 10000.0)
     valid = torch.ones(3, 37, dtype=torch.bool)
     valid[1, 20:] = False
     valid[2, 1:] = False

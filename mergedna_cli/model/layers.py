@@ -59,8 +59,12 @@ class SwiGLU(nn.Module):
         return self.down(F.silu(gate) * up)
 
 
-def rotary_tables(pos: torch.Tensor, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables (B, 1, T, E/2) for float positions pos (B, T).
+Rotary = tuple[torch.Tensor, torch.Tensor]
+
+
+def rotary_tables(pos: torch.Tensor, head_dim: int, base: float) -> Rotary:
+    """cos/sin tables (B, 1, T, E/2) for float positions pos (B, T); computed once per position
+    tensor and shared by every block that attends over those positions.
 
     Positions are floats because a merged token sits at the mean position of its bases.
     """
@@ -168,21 +172,21 @@ def _full_attention_export(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sc
 class Attention(nn.Module):
     """Multi-head self-attention with rotary positions; local (windowed) or full."""
 
-    def __init__(self, dim: int, heads: int, radius: int | None, rope_base: float):
+    def __init__(self, dim: int, heads: int, radius: int | None):
         super().__init__()
-        self.heads, self.radius, self.rope_base = heads, radius, rope_base
+        self.heads, self.radius = heads, radius
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim, bias=False)
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rotary: Rotary, valid: torch.Tensor) -> torch.Tensor:
+        """x (B, T, D); rotary: rotary_tables of the tokens' positions; valid (B, T)."""
         if torch.onnx.is_in_onnx_export():
-            return self._forward_export(x, pos, valid)
+            return self._forward_export(x, rotary, valid)
         B, T, D = x.shape
         E = D // self.heads
         # contiguous: elementwise ops on the strided permuted view run ~5x slower on CPU (measured)
         q, k, v = self.qkv(x).view(B, T, 3, self.heads, E).permute(2, 0, 3, 1, 4).contiguous()  # 3 x (B, H, T, E)
-        cos, sin = rotary_tables(pos, E, self.rope_base)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         if self.radius is None:
             idx = torch.arange(T, device=x.device)
             allowed = None if _all_true(valid) else (  # PAD keys hidden; a PAD query sees itself
@@ -192,14 +196,14 @@ class Attention(nn.Module):
             out = local_attention(q, k, v, valid, self.radius)
         return self.out(out.transpose(1, 2).reshape(B, T, D))
 
-    def _forward_export(self, x: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def _forward_export(self, x: torch.Tensor, rotary: Rotary, valid: torch.Tensor) -> torch.Tensor:
         """The same attention for ONNX export, one head at a time: each head's q, k and v come out
         of their own MatMul already in (B, T, E) layout and the output projection sums per-head
         products, so no head transposes are needed (ONNX Runtime runs a transpose as a separate copy)."""
         H, D = self.heads, self.qkv.in_features
         E = D // H
         w_qkv, w_out = self.qkv.weight, self.out.weight  # (3D, D) rows: q heads, k heads, v heads
-        cos, sin = rotary_tables(pos, E, self.rope_base)
+        cos, sin = rotary
         # what every head shares: the PAD-mask components or the local block mask
         if self.radius is None:
             q_extra, k_extra = key_padding_columns(valid)
@@ -233,18 +237,18 @@ class Block(nn.Module):
     """Pre-norm transformer block; `forward` runs attention then MLP, the local encoder splits it
     to put a merge step in between."""
 
-    def __init__(self, dim: int, heads: int, hidden: int, radius: int | None, rope_base: float):
+    def __init__(self, dim: int, heads: int, hidden: int, radius: int | None):
         super().__init__()
         self.attn_norm = RMSNorm(dim)
-        self.attn = Attention(dim, heads, radius, rope_base)
+        self.attn = Attention(dim, heads, radius)
         self.mlp_norm = RMSNorm(dim)
         self.mlp = SwiGLU(dim, hidden)
 
-    def attend(self, x, pos, valid):
-        return x + self.attn(self.attn_norm(x), pos, valid)
+    def attend(self, x, rotary, valid):
+        return x + self.attn(self.attn_norm(x), rotary, valid)
 
     def feed_forward(self, x):
         return x + self.mlp(self.mlp_norm(x))
 
-    def forward(self, x, pos, valid):
-        return self.feed_forward(self.attend(x, pos, valid))
+    def forward(self, x, rotary, valid):
+        return self.feed_forward(self.attend(x, rotary, valid))

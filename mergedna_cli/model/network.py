@@ -18,7 +18,7 @@ from torch import nn
 
 from ..alphabet import MASK, N_BASES, PAD, VOCAB_SIZE
 from .config import MergeDNAConfig
-from .layers import Block, RMSNorm
+from .layers import Block, RMSNorm, Rotary, rotary_tables
 from .merging import TokenState, exact_budget_targets, merge_adjacent, merge_bipartite
 
 _RATIO_DEN = 1000  # budgets use integer arithmetic: keep round(n * num / 1000) tokens
@@ -62,8 +62,7 @@ class InferenceOutput(NamedTuple):
 
 def _blocks(cfg: MergeDNAConfig, n: int, local: bool) -> nn.ModuleList:
     radius = cfg.window // 2 if local else None
-    return nn.ModuleList(Block(cfg.d_model, cfg.n_heads, cfg.hidden, radius, cfg.rope_base)
-                         for _ in range(n))
+    return nn.ModuleList(Block(cfg.d_model, cfg.n_heads, cfg.hidden, radius) for _ in range(n))
 
 
 class MergeDNA(nn.Module):
@@ -93,6 +92,10 @@ class MergeDNA(nn.Module):
             if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
 
+    def rotary(self, pos: torch.Tensor) -> Rotary:
+        """Rotary tables for token positions pos (B, T), shared by the blocks that attend over them."""
+        return rotary_tables(pos, self.config.d_model // self.config.n_heads, self.config.rope_base)
+
     # -- the learned tokenizer ---------------------------------------------------------------
     def tokenize(self, ids: torch.Tensor, compression: float | None = None) -> LocalTokens:
         """Local encoder: bases -> round(compression * n) tokens per row (n = its non-PAD bases).
@@ -113,7 +116,7 @@ class MergeDNA(nn.Module):
         final_layout = exact_budget_targets(N, c, _RATIO_DEN)
         steps = len(self.local_encoder)
         for step, (block, group) in enumerate(zip(self.local_encoder, self.local_group)):
-            state.x = block.attend(state.x, state.pos, state.valid)
+            state.x = block.attend(state.x, self.rotary(state.pos), state.valid)
             offset = (step % 2) * (cfg.window // 2)  # shift windows so no boundary is permanent
             state, new_index = merge_adjacent(
                 state, group(block.mlp_norm(state.x)), _schedule(n_real, final, step, steps),
@@ -141,8 +144,9 @@ class MergeDNA(nn.Module):
             final_layout = exact_budget_targets(L, _ratio(merge_ratio), _RATIO_DEN)
             merge_steps = min(cfg.latent_merge_blocks, len(self.latent_encoder))
             tok2lat = torch.arange(L, device=state.x.device).expand_as(state.valid)
+        rotary = self.rotary(state.pos)
         for step, block in enumerate(self.latent_encoder):
-            state = TokenState(block(state.x, state.pos, state.valid), state.size, state.pos,
+            state = TokenState(block(state.x, rotary, state.valid), state.size, state.pos,
                                state.valid, state.masked)
             if merge_ratio is not None and step < merge_steps:
                 group = self.latent_group(self.latent_group_norm(state.x))
@@ -150,6 +154,7 @@ class MergeDNA(nn.Module):
                     state, group, _schedule(n_real, final, step, merge_steps),
                     _schedule(L, final_layout, step, merge_steps))
                 tok2lat = new_index.gather(1, tok2lat).clamp(max=state.x.shape[1] - 1)
+                rotary = self.rotary(state.pos)
         h = state.x
         if tok2lat is not None:
             h = h.gather(1, tok2lat[..., None].expand(-1, -1, h.shape[-1]))  # unmerge K -> L
@@ -159,8 +164,9 @@ class MergeDNA(nn.Module):
     def decode(self, h: torch.Tensor, tokens: LocalTokens) -> torch.Tensor:
         """Latent decoder over tokens, unmerge to bases by gather, local decoder -> logits (B, N, 4)."""
         state = tokens.state
+        rotary = self.rotary(state.pos)
         for block in self.latent_decoder:
-            h = block(h, state.pos, state.valid)
+            h = block(h, rotary, state.valid)
         base2tok = tokens.base2tok
         B, N = base2tok.shape
         x = h.gather(1, base2tok[..., None].expand(-1, -1, h.shape[-1]))  # (B, N, D)
@@ -168,9 +174,9 @@ class MergeDNA(nn.Module):
         positions = torch.arange(N, device=h.device)
         offset = positions - token_start.gather(1, base2tok).long()
         x = x + self.token_offset(offset.clamp(0, self.config.max_token_offset - 1))
-        base_pos = positions.float().expand(B, N)
+        rotary = self.rotary(positions.float().expand(B, N))
         for block in self.local_decoder:
-            x = block(x, base_pos, tokens.base_valid)
+            x = block(x, rotary, tokens.base_valid)
         return self.head(self.out_norm(x))
 
     def decode_at(self, h: torch.Tensor, tokens: LocalTokens, query: torch.Tensor) -> torch.Tensor:
@@ -178,8 +184,9 @@ class MergeDNA(nn.Module):
         tokens, the local decoder only over each query's receptive field (radius x blocks bases
         on each side). Equal to `decode(h, tokens)` gathered at `query`, for a fraction of the cost."""
         state = tokens.state
+        rotary = self.rotary(state.pos)
         for block in self.latent_decoder:
-            h = block(h, state.pos, state.valid)
+            h = block(h, rotary, state.valid)
         B, N = tokens.base2tok.shape
         reach = (self.config.window // 2) * len(self.local_decoder)
         span = torch.arange(-reach, reach + 1, device=h.device)
@@ -195,9 +202,9 @@ class MergeDNA(nn.Module):
         x = x + self.token_offset(offset.clamp(0, self.config.max_token_offset - 1))
         valid = tokens.base_valid.gather(1, flat).reshape(B, Q, S) & inside
         x = x.reshape(B * Q, S, -1)
-        pos, valid = idx.reshape(B * Q, S).float(), valid.reshape(B * Q, S)
+        rotary, valid = self.rotary(idx.reshape(B * Q, S).float()), valid.reshape(B * Q, S)
         for block in self.local_decoder:
-            x = block(x, pos, valid)
+            x = block(x, rotary, valid)
         return self.head(self.out_norm(x[:, reach])).reshape(B, Q, -1)
 
     # -- inference ----------------------------------------------------------------------------
