@@ -73,13 +73,9 @@ def rotary_tables(pos: torch.Tensor, head_dim: int, base: float) -> Rotary:
     return angles.cos(), angles.sin()
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                 extra: torch.Tensor | None = None) -> torch.Tensor:
-    """Rotate x (B, H, T, E); `extra` (B, H, T, e) is appended after the rotated components in the
-    same copy."""
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     x1, x2 = x.chunk(2, dim=-1)  # (B, H, T, E/2) each
-    parts = (x1 * cos - x2 * sin, x1 * sin + x2 * cos)
-    return torch.cat(parts if extra is None else (*parts, extra), dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
 
 
 def local_attention_mask(valid: torch.Tensor, radius: int) -> torch.Tensor:
