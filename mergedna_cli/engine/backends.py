@@ -27,11 +27,11 @@ INPUTS = {"full": ("ids",), "embedding": ("ids",), "masked": ("ids", "query"), "
 # RMSNorm as a fused node already; the RMSNorm fusion stays off so that graphs exported by earlier
 # versions (plain-op norms in the tokenizer, cached per model) run as their parity check ran them.
 DISABLED_OPTIMIZERS = ["SimplifiedLayerNormFusion"]
-# ONNX Runtime runs at most this many windows per call: its intermediates (attention scores above
-# all) then stay in cache. Per window on one thread, embedding / full graph, 512-base windows:
-# 6.5 / 8.0 ms in calls of 8 rows, 6.8 / 9.0 ms in calls of 16 (benchmarks/inference_speed.py
-# shows the effect at batch 32). PyTorch gets no such limit: its per-call overhead favours
-# large calls.
+# ONNX Runtime runs at most this many windows per call. Per window on one thread, embedding / full
+# graph, 512-base windows, calls of 8 vs 16 rows: 6.5 / 8.0 vs 6.8 / 9.0 ms with the graphs of the
+# third session, 5.51 / 7.03 vs 5.55 / 7.09 ms with the current ones (4 rows: no faster). Smaller
+# intermediates staying in cache is the likely reason, not measured. PyTorch gets no such limit:
+# its per-call overhead favours large calls.
 ONNX_MAX_ROWS = 8
 
 
