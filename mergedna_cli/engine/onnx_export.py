@@ -23,6 +23,10 @@ from .graph import INPUTS, OUTPUTS
 
 DEFAULT_TOLERANCE = 1e-4
 OPSET = 18
+# Bumped when the exported graph changes for the same weights, so that cached exports made by an
+# earlier version are replaced by the current (faster) form instead of being reused.
+# 2: per-head attention, PAD mask in the q.k product, every RMSNorm fused (fourth session).
+EXPORT_REVISION = 2
 
 
 @dataclass
@@ -145,11 +149,11 @@ def onnx_file_name(part: str) -> str:
 def cached_onnx_path(model_dir: str | os.PathLike, part: str = "full") -> Path:
     """Where `--backend onnx` keeps the graph exported for a model: next to the weights when
     shipped (model.onnx, model.embedding.onnx), else in the user cache keyed by the weights'
-    sha256. A shipped graph stamped with other weights is ignored."""
+    sha256 and EXPORT_REVISION. A shipped graph stamped with other weights is ignored."""
     name = onnx_file_name(part)
     shipped = Path(model_dir) / name
     sha = weights_sha256(model_dir)
     if shipped.is_file() and stamped_sha256(shipped) == sha:
         return shipped
     cache = Path(os.environ.get("MERGEDNA_CACHE", Path.home() / ".cache" / "mergedna"))
-    return cache / "onnx" / f"{sha[:16]}.{name}"
+    return cache / "onnx" / f"{sha[:16]}.r{EXPORT_REVISION}.{name}"
