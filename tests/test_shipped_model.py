@@ -81,3 +81,29 @@ def test_every_norm_is_fused_in_the_shipped_graphs(shipped):
 
     for name in ("model.tokens.onnx", "model.embedding.onnx", "model.onnx", "model.masked.onnx"):
         assert ops(name).count("SimplifiedLayerNormalization") > 0 and "ReduceMean" not in ops(name), name
+
+
+def test_onnx_inference_runs_without_torch(shipped, tmp_path):
+    """`--backend onnx` on the shipped model needs only config.json, the weights' sha256 and the
+    shipped graphs: score, embed and tracks must not import torch (~1.5 s of start-up per job)."""
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "torch.py").write_text('raise ImportError("torch is blocked in this test")\n')
+    example = Path(__file__).resolve().parents[1] / "docs" / "example"
+    out = tmp_path / "scored.vcf.gz"
+    env = {**__import__("os").environ, "PYTHONPATH": str(blocked)}
+    run = subprocess.run([sys.executable, "-m", "mergedna_cli", "score", "--fasta", str(example / "brca1_chr17.fa.gz"),
+                          "--vcf", str(example / "clinvar_brca1.vcf.gz"), "-o", str(out), "--backend", "onnx",
+                          "--device", "cpu", "--threads", "2"], capture_output=True, text=True, timeout=300,
+                         env=env, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "scored 284 records (ok 284)" in run.stderr + run.stdout
+    embed = subprocess.run([sys.executable, "-m", "mergedna_cli", "embed", "--fasta", str(example / "brca1_chr17.fa.gz"),
+                            "--region", "chr17:43,044,295-43,050,000", "-o", str(tmp_path / "e.npz"),
+                            "--backend", "onnx", "--device", "cpu"], capture_output=True, text=True, timeout=300,
+                           env=env, cwd=tmp_path)
+    assert embed.returncode == 0, embed.stderr
+    tracks = subprocess.run([sys.executable, "-m", "mergedna_cli", "tracks", "--fasta", str(example / "brca1_chr17.fa.gz"),
+                             "--region", "chr17:43,044,295-43,050,000", "-o", str(tmp_path / "t"), "--backend", "onnx",
+                             "--quiet"], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert tracks.returncode == 0, tracks.stderr  # --device auto: ONNX Runtime, not torch, is asked about GPUs

@@ -24,7 +24,7 @@ def export_onnx_command(
     """Export with dynamic batch and length axes; refuse to write a graph that disagrees with PyTorch."""
     from ..engine.backends import OUTPUTS
     from ..engine.onnx_export import export_onnx, onnx_file_name
-    from ..model.serialization import load_config
+    from ..model.files import load_config
     from ..model_dirs import resolve_model_dir
     from ..pipelines.backend_factory import parity_sequences
     from ..pipelines.progress import Logger

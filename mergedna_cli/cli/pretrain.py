@@ -61,7 +61,7 @@ def pretrain(
     if threads:
         torch.set_num_threads(threads)
     if init_from is not None:
-        from ..model.serialization import load_config
+        from ..model.files import load_config
         cfg = load_config(init_from)
     elif config is not None:
         try:

@@ -40,7 +40,7 @@ def score(
     where it stopped when rerun with the same inputs (file in, file out)."""
     limit_threads(threads)
     from ..io.reference import Reference
-    from ..model.serialization import weights_sha256
+    from ..model.files import weights_sha256
     from ..model_dirs import resolve_model_dir
     from ..pipelines.backend_factory import make_backend
     from ..pipelines.progress import Logger

@@ -10,7 +10,7 @@ import typer
 from ..errors import UsageError
 from .app import app
 from .threads import limit_threads
-from .options import Fasta, RegionsBed, RegionStrings, BatchSize, Debug, Device, Model, Quiet, Strand, Threads
+from .options import Backend, BatchSize, Debug, Device, Fasta, Model, Quiet, RegionsBed, RegionStrings, Strand, Threads
 
 
 @app.command()
@@ -23,7 +23,7 @@ def tracks(
     contig: Annotated[Optional[list[str]], typer.Option("--contig", help="Only these contigs (repeatable): one pipeline job per contig, joined by merge-tracks.")] = None,
     signals: Annotated[bool, typer.Option("--signals", help="Also write per-base entropy and mean masked-base LLR (costs masked passes).")] = False,
     mask_spacing: Annotated[int, typer.Option("--mask-spacing", min=1, help="Masked bases sharing one pass for --signals are this far apart.")] = 16,
-    compression: Annotated[Optional[float], typer.Option("--compression", help="Inference compression (tokens per base; default: the model's, 0.5). torch backend.")] = None,
+    compression: Annotated[Optional[float], typer.Option("--compression", help="Inference compression (tokens per base; default: the model's, 0.5). --backend torch only.")] = None,
     track_line: Annotated[bool, typer.Option("--track-line", help="Start the BED with a UCSC track line (bedToBigBed rejects it).")] = False,
     chunk_bases: Annotated[int, typer.Option("--chunk-bases", min=1, help="Bases per unit of work; a killed run resumes from its last finished unit (PREFIX.partial/).")] = 1 << 20,
     restart: Annotated[bool, typer.Option("--restart", help="Discard the finished units of an earlier, interrupted run instead of resuming it.")] = False,
@@ -31,6 +31,7 @@ def tracks(
     hub_genome: Annotated[str, typer.Option("--hub-genome", help="UCSC assembly name of the reference, for --hub.")] = "hg38",
     hub_email: Annotated[Optional[str], typer.Option("--hub-email", help="Contact email for hub.txt (UCSC requires one).")] = None,
     model: Model = None,
+    backend: Backend = "torch",
     device: Device = "auto",
     batch_size: BatchSize = 16,
     strand: Strand = "both",
@@ -44,7 +45,7 @@ def tracks(
     limit_threads(threads)
     from ..io.reference import Reference
     from ..io.regions import parse_region, read_bed
-    from ..model.serialization import weights_sha256
+    from ..model.files import weights_sha256
     from ..model_dirs import resolve_model_dir
     from ..pipelines.backend_factory import make_backend
     from ..pipelines.progress import Logger
@@ -57,6 +58,8 @@ def tracks(
         raise UsageError(f"--strand must be both or forward, got '{strand}'")
     if compression is not None and not 0.05 <= compression <= 1.0:
         raise UsageError(f"--compression must be in [0.05, 1], got {compression}")
+    if compression is not None and backend != "torch":
+        raise UsageError("--compression needs --backend torch: the ONNX graphs are exported at the model's compression")
     check_prefix(out)
     if hub:
         from ..io.track_hub import check_hub_options
@@ -65,10 +68,10 @@ def tracks(
     reference = Reference(fasta)
     model_dir = resolve_model_dir(model)
     # boundaries need only the tokenizer; --signals adds the scoring graph's masked passes
-    backend = make_backend(str(model_dir), "torch", device, threads, log=log.info, part="tokens")
-    signals_backend = (make_backend(str(model_dir), "torch", device, threads, log=log.info, part="masked")
+    tokens_backend = make_backend(str(model_dir), backend, device, threads, log=log.info, part="tokens")
+    signals_backend = (make_backend(str(model_dir), backend, device, threads, log=log.info, part="masked")
                        if signals else None)
-    for engine_backend in (backend, signals_backend):
+    for engine_backend in (tokens_backend, signals_backend):
         if compression is not None and engine_backend is not None:
             engine_backend.config.compression = compression
     contigs = [reference.require(c) for c in contig] if contig else None
@@ -83,7 +86,7 @@ def tracks(
     options = TracksOptions(batch_size=batch_size, signals=signals, mask_spacing=mask_spacing,
                             strand=strand, track_line=track_line, chunk_bases=chunk_bases)
     with log.counter("windows") as tick:
-        meta = run_tracks(backend, reference, spans, out, options, model_dir.name,
+        meta = run_tracks(tokens_backend, reference, spans, out, options, model_dir.name,
                           weights_sha256(model_dir), log=log.info, on_window=tick, inputs=inputs,
                           restart=restart, signals_backend=signals_backend)
     for user, ref in reference.renames.items():

@@ -18,8 +18,8 @@ import numpy as np
 from ..alphabet import MASK, PAD
 from ..atomic import temp_path
 from ..errors import MergeDNAError, ModelError
-from ..model.serialization import weights_sha256
-from .graph import INPUTS, OUTPUTS
+from ..model.files import weights_sha256
+from .backends import INPUTS, OUTPUTS
 
 DEFAULT_TOLERANCE = 1e-4
 OPSET = 18

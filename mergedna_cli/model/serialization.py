@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -13,11 +12,8 @@ from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_write
 from ..errors import ModelError
-from .config import MergeDNAConfig
+from .files import CONFIG_FILE, WEIGHTS_FILE, load_config, weights_sha256  # noqa: F401  (re-exported)
 from .network import MergeDNA
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 
 
 def save_model(model: MergeDNA, directory: str | os.PathLike, metadata: dict | None = None) -> Path:
@@ -30,16 +26,6 @@ def save_model(model: MergeDNA, directory: str | os.PathLike, metadata: dict | N
     text = json.dumps(model.config.to_dict(), indent=2) + "\n"
     atomic_write(out / CONFIG_FILE, lambda p: p.write_text(text))
     return out
-
-
-def load_config(directory: str | os.PathLike) -> MergeDNAConfig:
-    path = Path(directory) / CONFIG_FILE
-    if not path.is_file():
-        raise ModelError(f"model directory '{directory}' has no {CONFIG_FILE}")
-    try:
-        return MergeDNAConfig.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise ModelError(f"{path} is not a valid MergeDNA config: {exc}") from None
 
 
 def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu") -> MergeDNA:
@@ -59,11 +45,3 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
         first = str(exc).splitlines()[0] if str(exc) else "shape mismatch"
         raise ModelError(f"weights {weights} do not fit its config.json: {first}") from None
     return model.to(device).eval()
-
-
-def weights_sha256(directory: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(Path(directory) / WEIGHTS_FILE, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -10,7 +10,7 @@ import numpy as np
 from ..alphabet import encode
 from ..errors import UsageError
 from ..io.fasta_records import iter_fasta_records
-from ..model.serialization import load_config
+from ..model.files import load_config
 from ..model_dirs import resolve_model_dir
 
 
@@ -33,18 +33,21 @@ def make_backend(model: str | None, backend: str = "torch", device: str = "auto"
     On CPU, batches run as one slice per thread, each with one intra-op thread (engine/parallel.py)."""
     from ..engine.parallel import SlicedBackend, cpu_workers
 
-    workers = cpu_workers(threads) if _on_cpu(device) else 1
+    workers = cpu_workers(threads) if _on_cpu(device, backend) else 1
     if workers == 1:
         return _single_backend(model, backend, device, threads, log, part)
     return SlicedBackend(_single_backend(model, backend, device, 1, log, part), workers)
 
 
-def _on_cpu(device: str) -> bool:
+def _on_cpu(device: str, backend: str) -> bool:
     if device == "cpu":
         return True
     if device.startswith("cuda"):
         return False
-    import torch  # "auto": CUDA when torch sees a GPU (both backends follow torch's answer here)
+    if backend == "onnx":  # "auto": as OnnxBackend decides, without importing torch
+        import onnxruntime as ort
+        return "CUDAExecutionProvider" not in ort.get_available_providers()
+    import torch  # "auto": CUDA when torch sees a GPU
     return not torch.cuda.is_available()
 
 

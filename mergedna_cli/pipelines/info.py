@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..model.serialization import load_config, weights_sha256
+from ..model.files import load_config, weights_sha256
 from ..model_dirs import resolve_model_dir
 
 

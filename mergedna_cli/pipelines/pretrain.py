@@ -17,7 +17,7 @@ from ..alphabet import encode
 from ..errors import InputError, UsageError
 from ..io.fasta_records import iter_fasta_records
 from ..model import MergeDNA, MergeDNAConfig, load_model, save_model
-from ..model.serialization import weights_sha256
+from ..model.files import weights_sha256
 from ..training.checkpoint import latest_checkpoint, load_checkpoint
 from ..training.corpus import Corpus, CorpusSource, WindowSampler, read_bed_intervals
 from ..training.distributed import hardware_name, init_distributed
