@@ -1,9 +1,17 @@
-"""The MergeDNA network, its config and save/load. Imports torch only: no files, no CLI.
+"""The MergeDNA network (torch), its config, and saving and loading model directories.
 
-Names are imported on first use, so that `mergedna_cli.model.config` and `.files` (what the ONNX
-Runtime path needs) load without torch."""
+Names are imported on first use, so that `mergedna_cli.model.config` and `.files` (config.json and
+the weights' sha256: all the ONNX Runtime path needs) load without torch."""
 
 from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the same names, spelled out for type checkers and editors
+    from .config import PRESETS, MergeDNAConfig
+    from .files import load_config, weights_sha256
+    from .losses import PretrainLosses, pretraining_losses
+    from .network import InferenceOutput, LocalTokens, MergeDNA
+    from .serialization import load_model, save_model
 
 _HOME = {
     "PRESETS": "config", "MergeDNAConfig": "config",
