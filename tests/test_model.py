@@ -409,3 +409,9 @@ def test_attention_export_form_matches_eager_at_real_tokens(monkeypatch, radius,
         monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
         exported = attention(x, pos, valid)
     assert torch.allclose(eager[valid], exported[valid], atol=1e-5, rtol=0)
+
+
+def test_model_package_exports_match_their_lazy_homes():
+    import mergedna_cli.model as package
+    assert sorted(package.__all__) == sorted(package._HOME)
+    assert all(getattr(package, name) is not None for name in package.__all__)

@@ -20,7 +20,10 @@ _HOME = {
     "load_model": "serialization", "save_model": "serialization",
     "load_config": "files", "weights_sha256": "files",
 }
-__all__ = list(_HOME)
+__all__ = [  # = the keys of _HOME, written out so that linters see them
+    "PRESETS", "MergeDNAConfig", "MergeDNA", "InferenceOutput", "LocalTokens", "PretrainLosses",
+    "pretraining_losses", "load_model", "save_model", "load_config", "weights_sha256",
+]
 
 
 def __getattr__(name: str):
