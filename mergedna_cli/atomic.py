@@ -29,15 +29,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], durable
         tmp.unlink(missing_ok=True)  # only left when write failed
 
 
-class AtomicTextFile:
-    """A text file streamed to its temporary name: `close()` renames it into place, `abort()`
-    removes it. Subclasses write lines to `self._out`."""
+class AtomicFile:
+    """An output streamed to its temporary name through a handle with `close()`: `close()` renames
+    the finished file into place, `abort()` removes it. Subclasses open the handle in `_open`."""
 
-    def __init__(self, path: str | os.PathLike, header: str = ""):
+    def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.tmp = temp_path(self.path)
-        self._out = open(self.tmp, "w")
-        self._out.write(header)
+        self._out = self._open(self.tmp)
+
+    def _open(self, tmp: Path):
+        raise NotImplementedError
 
     def close(self) -> None:
         self._out.close()
@@ -46,3 +48,14 @@ class AtomicTextFile:
     def abort(self) -> None:
         self._out.close()
         self.tmp.unlink(missing_ok=True)
+
+
+class AtomicTextFile(AtomicFile):
+    """A text file: subclasses write lines to `self._out`."""
+
+    def __init__(self, path: str | os.PathLike, header: str = ""):
+        super().__init__(path)
+        self._out.write(header)
+
+    def _open(self, tmp: Path):
+        return open(tmp, "w")

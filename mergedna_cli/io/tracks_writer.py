@@ -7,13 +7,12 @@ names are the reference's, exactly.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pyBigWig
 
-from ..atomic import AtomicTextFile, temp_path
+from ..atomic import AtomicFile, AtomicTextFile
 
 # itemRgb by token length 1, 2, ..., 8+ (a light-to-dark ramp, readable on a white track).
 PALETTE = ["200,200,200", "158,202,225", "107,174,214", "66,146,198", "33,113,181", "8,81,156",
@@ -32,31 +31,27 @@ class TokenBedWriter(AtomicTextFile):
                              for s, e, n, sc, c in zip(starts, ends, lengths, scores, colours))
 
 
-class BigWigWriter:
+class BigWigWriter(AtomicFile):
     """Per-base values written as contiguous runs (span 1, step 1)."""
 
     def __init__(self, path: str, chrom_sizes: list[tuple[str, int]]):
-        self.path = Path(path)
-        self.tmp = temp_path(self.path)
-        self._bw = pyBigWig.open(str(self.tmp), "w")
-        self._bw.addHeader(chrom_sizes, maxZooms=10)
+        self._chrom_sizes = chrom_sizes
+        super().__init__(path)
+
+    def _open(self, tmp: Path):
+        bigwig = pyBigWig.open(str(tmp), "w")
+        bigwig.addHeader(self._chrom_sizes, maxZooms=10)
+        return bigwig
 
     def write(self, contig: str, start: int, values: np.ndarray) -> None:
         """values for contig[start:start+len(values)]; NaN entries are left out (no data)."""
         values = np.asarray(values, dtype=np.float64)
         ok = ~np.isnan(values)
         if ok.all():
-            self._bw.addEntries(contig, int(start), values=values, span=1, step=1)
+            self._out.addEntries(contig, int(start), values=values, span=1, step=1)
             return
         # runs of defined values
         edges = np.flatnonzero(np.diff(np.r_[0, ok.astype(np.int8), 0]))
         for lo, hi in zip(edges[0::2], edges[1::2]):
-            self._bw.addEntries(contig, int(start + lo), values=values[lo:hi], span=1, step=1)
+            self._out.addEntries(contig, int(start + lo), values=values[lo:hi], span=1, step=1)
 
-    def close(self) -> None:
-        self._bw.close()
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        self._bw.close()
-        self.tmp.unlink(missing_ok=True)
