@@ -21,8 +21,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-DEFAULT_FASTA = (REPO.parent / "shared" / "data" / "grch38_chr17_brca1_region"
-                 / "GRCh38_chr17_brca1_region.fa.gz")
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from inference_speed import DEFAULT_FASTA, window_ids  # noqa: E402
 
 
 def token_maps(backend, ids: np.ndarray, batch: int) -> np.ndarray:
@@ -37,7 +38,6 @@ def main() -> None:
     from mergedna_cli.alphabet import reverse_complement
     from mergedna_cli.engine.backends import OnnxBackend, TorchBackend
     from mergedna_cli.engine.onnx_export import cached_onnx_path
-    from mergedna_cli.engine.windows import default_flank, tile
     from mergedna_cli.io.reference import Reference
     from mergedna_cli.model_dirs import resolve_model_dir
 
@@ -61,10 +61,9 @@ def main() -> None:
     onnx_n = OnnxBackend(graph, torch_1.config, "cpu", threads=args.threads)
     context = torch_1.config.context
     reference = Reference(args.fasta)
-    windows = list(tile(args.contig, args.start, args.start + args.bases, context, default_flank(context)))
-    forward = np.stack([reference.fetch_ids(args.contig, w.start, w.end) for w in windows]).astype(np.int64)
+    forward = window_ids(reference, args.contig, args.start, args.start + args.bases, context).astype(np.int64)
     print(f"model {model} | {args.contig}:{args.start + 1:,}-{args.start + args.bases:,} | "
-          f"{len(windows)} windows of {context} per strand | graph {graph}")
+          f"{len(forward)} windows of {context} per strand | graph {graph}")
     print(f"{'strand':8}{'windows':>9}{'torch vs onnx':>15}{'share':>9}{'torch x2':>10}{'onnx x2':>9}"
           f"{'onnx x2 @' + str(args.threads) + ' thr':>16}  windows that differ (torch vs onnx)")
     for strand, ids in (("forward", forward), ("reverse", reverse_complement(forward))):
