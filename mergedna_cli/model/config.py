@@ -26,6 +26,12 @@ class MergeDNAConfig:
     window: int = 16             # local attention: a token sees w/2 neighbours each side;
                                  # local merging: windows of w tokens, shifted w/2 on odd blocks
     d_group: int = 64            # grouping projection width (merge scores)
+    # Where the tokenizer's merge budget applies. "row": each row loses its exact number of tokens
+    # anywhere, so masking one base can move merges across the whole window. "chunk": each
+    # merge_chunk bases lose their own share and no merge crosses a chunk edge, so the response
+    # to a mask stays inside its chunk (shared masked passes agree with one-position passes).
+    merge_budget: str = "row"
+    merge_chunk: int = 64
     context: int = 1024          # training / inference window in bases
     compression: float = 0.5     # inference: L = round(compression * N) local tokens
     # training samples the compression per step: normal(mean, sd) clipped to [low, high]
@@ -75,6 +81,10 @@ class MergeDNAConfig:
             problems.append(f"mask_fraction must be in [0, 1), got {self.mask_fraction}")
         if self.mask_fraction + self.random_mask_fraction <= 0.0:
             problems.append("mask_fraction + random_mask_fraction must be > 0 (AMTM needs masks)")
+        if self.merge_budget not in ("row", "chunk"):
+            problems.append(f"merge_budget must be 'row' or 'chunk', got '{self.merge_budget}'")
+        if self.merge_chunk < 2:
+            problems.append(f"merge_chunk must be >= 2, got {self.merge_chunk}")
         if self.mask_unit not in ("token", "base"):
             problems.append(f"mask_unit must be 'token' or 'base', got '{self.mask_unit}'")
         if not 0.0 <= self.random_mask_fraction < 1.0:
