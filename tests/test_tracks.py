@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +28,12 @@ def model_dir(tiny_model_dir) -> Path:
     return tiny_model_dir
 
 
+CACHE = tempfile.mkdtemp(prefix="mdna-tracks-cache-")  # --backend auto exports ONNX graphs on CPU
+
+
 def mergedna(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mergedna_cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=600, env={**os.environ, "MERGEDNA_CACHE": CACHE})
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +80,7 @@ def test_bigwigs_read_back(brca1_tracks):
     meta = json.loads(Path(f"{brca1_tracks}.tracks.json").read_text())
     assert meta["tokens"] == len(rows) and meta["bases"] == BRCA1[2] - BRCA1[1]
     assert meta["compression"] == 0.5 and len(meta["weights_sha256"]) == 64
+    assert (meta["backend"], meta["device"]) == ("onnx", "cpu")  # --backend auto on CPU
 
 
 def test_signals_and_track_line(model_dir, tmp_path):
@@ -82,7 +88,10 @@ def test_signals_and_track_line(model_dir, tmp_path):
     run = mergedna("tracks", "--model", model_dir, "--fasta", REF, "--region", "chr17:43,045,001-43,045,600",
                    "-o", prefix, "--threads", "1", "--quiet", "--signals", "--track-line")
     assert run.returncode == 0, run.stderr
-    assert Path(f"{prefix}.tokens.bed").read_text().startswith("track name=")
+    track_line = Path(f"{prefix}.tokens.bed").read_text().splitlines()[0]
+    assert track_line.startswith("track name=") and "onnx on cpu" in track_line
+    meta = json.loads(Path(f"{prefix}.tracks.json").read_text())
+    assert (meta["backend"], meta["device"]) == ("onnx", "cpu") and "signals_backend" not in meta
     entropy = np.array(pyBigWig.open(f"{prefix}.entropy.bw").values("chr17", 43_045_000, 43_045_600))
     llr = np.array(pyBigWig.open(f"{prefix}.llr.bw").values("chr17", 43_045_000, 43_045_600))
     assert np.isfinite(entropy).all() and (entropy >= 0).all() and (entropy <= np.log(4) + 1e-6).all()
@@ -107,16 +116,37 @@ def test_usage_errors(model_dir, tmp_path):
     assert run.returncode == 1 and "does not exist" in run.stderr
 
 
-def test_onnx_backend_gives_the_same_tokens(model_dir, brca1_tracks, tmp_path):
-    prefix = tmp_path / "onnx"
+def test_torch_backend_gives_the_same_tokens(model_dir, brca1_tracks, tmp_path):
+    prefix = tmp_path / "torch"
     run = mergedna("tracks", "--model", model_dir, "--fasta", REF, "--region", "chr17:43,044,295-43,125,483",
-                   "-o", prefix, "--threads", "1", "--quiet", "--backend", "onnx", "--device", "cpu")
+                   "-o", prefix, "--threads", "1", "--quiet", "--backend", "torch", "--device", "cpu",
+                   "--batch-size", "16")
     assert run.returncode == 0, run.stderr
-    torch_starts = {int(r[1]) for r in read_bed(Path(f"{brca1_tracks}.tokens.bed"))}
-    onnx_starts = {int(r[1]) for r in read_bed(Path(f"{prefix}.tokens.bed"))}
+    assert json.loads(Path(f"{prefix}.tracks.json").read_text())["backend"] == "torch"
+    torch_starts = {int(r[1]) for r in read_bed(Path(f"{prefix}.tokens.bed"))}
+    auto_starts = {int(r[1]) for r in read_bed(Path(f"{brca1_tracks}.tokens.bed"))}
     # the backends may break a near-tied merge differently in a rare window (docs/benchmarks.md)
-    assert len(torch_starts ^ onnx_starts) <= 0.01 * len(torch_starts)
-    run = mergedna("tracks", "--model", model_dir, "--fasta", REF, "--region", "chr17:43,044,295-43,045,000",
-                   "-o", tmp_path / "c", "--backend", "onnx", "--compression", "0.4")
+    assert len(torch_starts ^ auto_starts) <= 0.01 * len(torch_starts)
+
+
+def test_compression_runs_on_torch(model_dir, tmp_path):
+    region = ("--region", "chr17:43,044,295-43,045,000")
+    run = mergedna("tracks", "--model", model_dir, "--fasta", REF, *region, "-o", tmp_path / "c",
+                   "--backend", "onnx", "--compression", "0.4")
     assert run.returncode == 2
     assert "--compression needs --backend torch" in run.stderr
+    run = mergedna("tracks", "--model", model_dir, "--fasta", REF, *region, "-o", tmp_path / "a",
+                   "--compression", "0.4", "--threads", "1", "--quiet")  # --backend auto: torch, silently
+    assert run.returncode == 0 and run.stderr == "", run.stderr
+    meta = json.loads(Path(f"{tmp_path / 'a'}.tracks.json").read_text())
+    assert meta["backend"] == "torch" and meta["compression"] == 0.4
+
+
+def test_hub_records_the_backend(brca1_tracks, tmp_path, monkeypatch):
+    from mergedna_cli.io import track_hub
+
+    monkeypatch.setattr(track_hub.shutil, "which", lambda name: None)  # no bedToBigBed: no bigBed made
+    path = track_hub.write_hub(tmp_path / "hub", str(brca1_tracks), [("chr17", 83_257_441)], "tiny", False,
+                     "me@example.org", made_with="mergedna 0.1.0, backend onnx on cpu")
+    lines = path.read_text().splitlines()
+    assert "# made by mergedna 0.1.0, backend onnx on cpu" in lines[:lines.index("")]  # in the hub stanza

@@ -10,7 +10,8 @@ import typer
 from ..errors import UsageError
 from .app import app
 from .threads import limit_threads
-from .options import Backend, BatchSize, Debug, Device, Fasta, Model, Quiet, RegionsBed, RegionStrings, Strand, Threads
+from .options import (AutoBatchSize, Backend, BackendChoice, Debug, Device, Fasta, Model, Quiet, RegionsBed,
+                      RegionStrings, Strand, Threads)
 
 
 @app.command()
@@ -23,7 +24,7 @@ def tracks(
     contig: Annotated[Optional[list[str]], typer.Option("--contig", help="Only these contigs (repeatable): one pipeline job per contig, joined by merge-tracks.")] = None,
     signals: Annotated[bool, typer.Option("--signals", help="Also write per-base entropy and mean masked-base LLR (costs masked passes).")] = False,
     mask_spacing: Annotated[int, typer.Option("--mask-spacing", min=1, help="Masked bases sharing one pass for --signals are this far apart.")] = 16,
-    compression: Annotated[Optional[float], typer.Option("--compression", help="Inference compression (tokens per base; default: the model's, 0.5). --backend torch only.")] = None,
+    compression: Annotated[Optional[float], typer.Option("--compression", help="Inference compression (tokens per base; default: the model's, 0.5). Runs on PyTorch (--backend auto picks it; not --backend onnx).")] = None,
     track_line: Annotated[bool, typer.Option("--track-line", help="Start the BED with a UCSC track line (bedToBigBed rejects it).")] = False,
     chunk_bases: Annotated[int, typer.Option("--chunk-bases", min=1, help="Bases per unit of work; a killed run resumes from its last finished unit (PREFIX.partial/).")] = 1 << 20,
     restart: Annotated[bool, typer.Option("--restart", help="Discard the finished units of an earlier, interrupted run instead of resuming it.")] = False,
@@ -31,9 +32,9 @@ def tracks(
     hub_genome: Annotated[str, typer.Option("--hub-genome", help="UCSC assembly name of the reference, for --hub.")] = "hg38",
     hub_email: Annotated[Optional[str], typer.Option("--hub-email", help="Contact email for hub.txt (UCSC requires one).")] = None,
     model: Model = None,
-    backend: Backend = "torch",
+    backend: Backend = BackendChoice.auto,
     device: Device = "auto",
-    batch_size: BatchSize = 16,
+    batch_size: AutoBatchSize = "auto",
     strand: Strand = "both",
     threads: Threads = None,
     quiet: Quiet = False,
@@ -47,7 +48,7 @@ def tracks(
     from ..io.regions import parse_region, read_bed
     from ..model.files import weights_sha256
     from ..model_dirs import resolve_model_dir
-    from ..pipelines.backend_factory import make_backend
+    from ..pipelines.backend_factory import make_backend, resolve_batch_size
     from ..pipelines.progress import Logger
     from ..pipelines.resume import file_identity
     from ..pipelines.tracks import TracksOptions, check_prefix, genome_regions, run_tracks, sorted_merged
@@ -58,7 +59,7 @@ def tracks(
         raise UsageError(f"--strand must be both or forward, got '{strand}'")
     if compression is not None and not 0.05 <= compression <= 1.0:
         raise UsageError(f"--compression must be in [0.05, 1], got {compression}")
-    if compression is not None and backend != "torch":
+    if compression is not None and backend == "onnx":
         raise UsageError("--compression needs --backend torch: the ONNX graphs are exported at the model's compression")
     check_prefix(out)
     if hub:
@@ -68,9 +69,14 @@ def tracks(
     reference = Reference(fasta)
     model_dir = resolve_model_dir(model)
     # boundaries need only the tokenizer; --signals adds the scoring graph's masked passes
-    tokens_backend = make_backend(str(model_dir), backend, device, threads, log=log.info, part="tokens")
-    signals_backend = (make_backend(str(model_dir), backend, device, threads, log=log.info, part="masked")
-                       if signals else None)
+    # --compression changes the PyTorch tokenizer only: --backend auto then means torch
+    require = "torch" if compression is not None else None
+    tokens_backend = make_backend(str(model_dir), backend, device, threads, log=log.info, part="tokens",
+                                  require=require)
+    signals_backend = (make_backend(str(model_dir), backend, device, threads, log=log.info, part="masked",
+                                    require=require) if signals else None)
+    batch_size = resolve_batch_size(batch_size, tokens_backend, signals_backend, log=log.info)
+    log.info(f"running {tokens_backend.name} on {tokens_backend.device}, {batch_size} windows per batch")
     for engine_backend in (tokens_backend, signals_backend):
         if compression is not None and engine_backend is not None:
             engine_backend.config.compression = compression
@@ -96,7 +102,10 @@ def tracks(
     if hub:
         from ..io.track_hub import write_hub
         chrom_sizes = [(c, reference.lengths[c]) for c in reference.contigs]
-        path = write_hub(hub, out, chrom_sizes, model_dir.name, signals, hub_email, hub_genome, log=log.info)
+        made_with = f"{meta['tool']}, backend {meta['backend']} on {meta['device']}" + (
+            f" (signals: {meta['signals_backend']} on {meta['signals_device']})" if "signals_backend" in meta else "")
+        path = write_hub(hub, out, chrom_sizes, model_dir.name, signals, hub_email, hub_genome, log=log.info,
+                         made_with=made_with)
         log.info(f"wrote {path}")
 
 

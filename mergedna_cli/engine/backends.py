@@ -59,10 +59,19 @@ class TorchBackend:
             torch.set_num_threads(threads)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise UsageError("--device cuda requested but torch sees no CUDA device")
-        self.device = torch.device(device)
-        self.model = load_model(model_dir, device=self.device)
+        if device.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise UsageError(f"--device {device}: no CUDA device is available to PyTorch "
+                                 f"(torch {torch.__version__})")
+            # full float32 on the GPU, as on the CPU: TF32 matmuls (10-bit mantissa) would move
+            # merge scores far more than float rounding does, and token maps with them
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+        self.torch_device = torch.device(device)
+        if self.torch_device.type == "cuda" and self.torch_device.index is None:
+            self.torch_device = torch.device("cuda", torch.cuda.current_device())
+        self.device = str(self.torch_device)  # "cpu" or "cuda:N": recorded in output headers
+        self.model = load_model(model_dir, device=self.torch_device)
         self.graph = InferenceGraph(self.model, part)
         self.config = self.model.config
         self.part = part
@@ -72,9 +81,9 @@ class TorchBackend:
         """query (B, Q) base positions: required by, and only used by, the "masked" part."""
         import torch
 
-        inputs = [torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64)).to(self.device)]
+        inputs = [torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64)).to(self.torch_device)]
         if self.part == "masked":
-            inputs.append(torch.from_numpy(np.ascontiguousarray(query, dtype=np.int64)).to(self.device))
+            inputs.append(torch.from_numpy(np.ascontiguousarray(query, dtype=np.int64)).to(self.torch_device))
         with torch.inference_mode():
             out = self.graph(*inputs)
         out = (out,) if self.part == "masked" else out
@@ -89,13 +98,16 @@ class OnnxBackend:
         import onnxruntime as ort
 
         available = ort.get_available_providers()
+        cuda = {"device_id": int(device[5:]) if device.startswith("cuda:") else 0,
+                # full float32, as on the CPU (see TorchBackend)
+                "use_tf32": 0}
         if device.startswith("cuda"):
             if "CUDAExecutionProvider" not in available:
-                raise UsageError("--device cuda with --backend onnx needs onnxruntime-gpu "
+                raise UsageError(f"--device {device} with --backend onnx needs onnxruntime-gpu "
                                  f"(available providers: {', '.join(available)})")
-            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+            providers = [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
         elif device == "auto" and "CUDAExecutionProvider" in available:
-            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+            providers = [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
         else:
             providers = ["CPUExecutionProvider"]
         options = ort.SessionOptions()
@@ -110,13 +122,20 @@ class OnnxBackend:
                                                 disabled_optimizers=DISABLED_OPTIMIZERS)
         except Exception as exc:  # onnxruntime raises its own, unexported exception types
             raise ModelError(f"cannot load ONNX graph '{onnx_path}': {str(exc).splitlines()[0]}") from None
+        on_gpu = "CUDAExecutionProvider" in self.session.get_providers()
+        if device.startswith("cuda") and not on_gpu:  # onnxruntime-gpu without usable CUDA libraries
+            raise UsageError(f"--device {device}: ONNX Runtime could not start its CUDA provider "
+                             "(check that the CUDA and cuDNN versions onnxruntime-gpu needs are installed)")
+        self.device = f"cuda:{cuda['device_id']}" if on_gpu else "cpu"  # recorded in output headers
+        # the row limit is a CPU cache effect; a GPU needs large calls to be busy
+        self.max_rows = None if on_gpu else ONNX_MAX_ROWS
         self.config = config
         self.outputs = tuple(o.name for o in self.session.get_outputs())
         self.part = next(part for part, names in OUTPUTS.items() if tuple(names) == self.outputs)
 
     def run(self, ids: np.ndarray, query: np.ndarray | None = None) -> BackendOutput:
-        if len(ids) > ONNX_MAX_ROWS:
-            rows = [slice(a, a + ONNX_MAX_ROWS) for a in range(0, len(ids), ONNX_MAX_ROWS)]
+        if self.max_rows and len(ids) > self.max_rows:
+            rows = [slice(a, a + self.max_rows) for a in range(0, len(ids), self.max_rows)]
             return concat_outputs([self.run(ids[r], None if query is None else query[r]) for r in rows])
         feed = {"ids": np.ascontiguousarray(ids, dtype=np.int64)}
         if self.part == "masked":

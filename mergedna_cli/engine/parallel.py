@@ -37,7 +37,15 @@ class SlicedBackend:
         self.inner, self.workers = inner, workers
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="mergedna-slice")
 
-    def __getattr__(self, name):  # config, part, name, device, ... of the wrapped backend
+    @property
+    def name(self) -> str:  # "torch" or "onnx": what output headers record
+        return self.inner.name
+
+    @property
+    def device(self) -> str:
+        return self.inner.device
+
+    def __getattr__(self, name):  # config, part, ... of the wrapped backend
         return getattr(self.inner, name)
 
     def run(self, ids: np.ndarray, query: np.ndarray | None = None) -> BackendOutput:

@@ -50,10 +50,11 @@ def check_hub_options(email: str | None, genome: str) -> None:
 
 
 def hub_text(name: str, short_label: str, long_label: str, email: str, genome: str,
-             tracks: list[HubTrack]) -> str:
+             tracks: list[HubTrack], note: str | None = None) -> str:
+    """note: a comment line closing the hub stanza (what made the tracks; UCSC ignores '#' lines)."""
     check_labels(short_label, long_label)
     lines = [f"hub {name}", f"shortLabel {short_label}", f"longLabel {long_label}", "useOneFile on",
-             f"email {email}", "", f"genome {genome}", ""]
+             f"email {email}", *([f"# {note}"] if note else []), "", f"genome {genome}", ""]
     for track in tracks:
         check_labels(track.short_label, track.long_label)
         stanza = [f"track {track.name}", f"bigDataUrl {track.url}", f"shortLabel {track.short_label}",
@@ -129,9 +130,11 @@ def tokens_to_bigbed(prefix: str, chrom_sizes: Path, bed_to_bigbed: str) -> Path
 
 def write_hub(hub_dir: str | os.PathLike, prefix: str, chrom_sizes: list[tuple[str, int]], model_name: str,
               signals: bool, email: str, genome: str = "hg38",
-              bed_to_bigbed: str | None = None, log: Callable[[str], None] = lambda m: None) -> Path:
+              bed_to_bigbed: str | None = None, log: Callable[[str], None] = lambda m: None,
+              made_with: str | None = None) -> Path:
     """hub.txt and chrom.sizes in `hub_dir` for the tracks at `prefix`; converts the tokens to
-    bigBed when `bed_to_bigbed` (default: bedToBigBed on PATH) exists. Returns hub.txt's path."""
+    bigBed when `bed_to_bigbed` (default: bedToBigBed on PATH) exists. made_with: what ran the
+    model (e.g. "mergedna 0.9, backend onnx on cpu"), written as a comment. Returns hub.txt's path."""
     check_hub_options(email, genome)
     suffixes = ["tokens.bed", "boundary.bw", "token_length.bw"] + (["entropy.bw", "llr.bw"] if signals else [])
     missing = [f"{prefix}.{s}" for s in suffixes if not Path(f"{prefix}.{s}").is_file()]
@@ -153,7 +156,8 @@ def write_hub(hub_dir: str | os.PathLike, prefix: str, chrom_sizes: list[tuple[s
             f"make {prefix}.tokens.bb with: {command}")
     name = re.sub(r"\W", "_", f"mergedna_{Path(prefix).name}")
     text = hub_text(name, "MergeDNA", f"MergeDNA learned tokens and model signals ({model_name})"[:LONG_LABEL_MAX],
-                    email, genome, hub_tracks(prefix, hub_dir, model_name, signals, disabled))
+                    email, genome, hub_tracks(prefix, hub_dir, model_name, signals, disabled),
+                    note=f"made by {made_with}" if made_with else None)
     path = hub_dir / "hub.txt"
     tmp = path.with_name(f".hub.txt.tmp{os.getpid()}")
     tmp.write_text(text)

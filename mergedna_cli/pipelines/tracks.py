@@ -139,10 +139,13 @@ def run_tracks(backend, reference: Reference, spans: Iterable[tuple[str, int, in
     context = backend.config.context
     flank = default_flank(context)
     keep = context - 2 * flank
+    ran_on = backend_record(backend, signals_backend if options.signals else None)
+    # the backend and device are part of the manifest: a resumed run must not mix units of two
+    # backends (rare near-tied merges differ between them) under a header that names one
     manifest = {"fasta": file_identity(reference.path), "regions": inputs, "model": model_name,
                 "weights_sha256": sha256, "compression": backend.config.compression,
                 "signals": options.signals, "mask_spacing": options.mask_spacing,
-                "strand": options.strand, "chunk_bases": options.chunk_bases}
+                "strand": options.strand, "chunk_bases": options.chunk_bases, **ran_on}
     order = {name: i for i, name in enumerate(reference.contigs)}
     with PartialDir(prefix, manifest, restart, log) as partial:
         for path in _output_paths(prefix, options.signals):
@@ -166,9 +169,9 @@ def run_tracks(backend, reference: Reference, spans: Iterable[tuple[str, int, in
                 with open(tmp, "wb") as handle:
                     np.savez_compressed(handle, pieces=pieces, **arrays)
             partial.write(name, save)
-        stats = _assemble(partial.chunks("unit-*.npz"), reference, prefix, options, model_name)
+        stats = _assemble(partial.chunks("unit-*.npz"), reference, prefix, options, model_name, ran_on)
         meta = {
-            "tool": f"mergedna {__version__}", "model": model_name, "weights_sha256": sha256,
+            "tool": f"mergedna {__version__}", "model": model_name, "weights_sha256": sha256, **ran_on,
             "compression": backend.config.compression, "context": context, "flank": flank,
             "seam_every_bases": keep,
             "seams": "tokens are decided per window; spans are cut at the edges of each window's kept "
@@ -183,6 +186,18 @@ def run_tracks(backend, reference: Reference, spans: Iterable[tuple[str, int, in
         atomic_write(f"{prefix}.tracks.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=2)), durable=True)
         partial.remove()
     return meta
+
+
+def backend_record(backend, signals_backend=None) -> dict:
+    """What ran the model, for the headers: {"backend": "onnx", "device": "cpu"}, plus
+    "signals_backend" / "signals_device" where --signals ran on another (an ONNX graph that
+    `--backend auto` could not use for one part falls back to torch)."""
+    record = {"backend": getattr(backend, "name", "torch"), "device": str(getattr(backend, "device", "cpu"))}
+    if signals_backend is not None:
+        other = backend_record(signals_backend)
+        if other != record:
+            record.update(signals_backend=other["backend"], signals_device=other["device"])
+    return record
 
 
 def _output_paths(prefix: str, signals: bool) -> list[str]:
@@ -212,11 +227,11 @@ def _compute_unit(backend, signals_backend, reference: Reference, unit, options:
 
 
 def _assemble(units: list[Path], reference: Reference, prefix: str, options: TracksOptions,
-              model_name: str) -> dict:
+              model_name: str, ran_on: dict) -> dict:
     """The BED and bigWigs from the finished units, each under a temporary name until complete."""
     chrom_sizes = [(c, reference.lengths[c]) for c in reference.contigs]
-    track = (f'track name="mergedna_tokens" description="MergeDNA learned tokens ({model_name})" '
-             f'itemRgb="On"') if options.track_line else None
+    track = (f'track name="mergedna_tokens" description="MergeDNA learned tokens ({model_name}, '
+             f'{ran_on["backend"]} on {ran_on["device"]})" itemRgb="On"') if options.track_line else None
     bed = TokenBedWriter(f"{prefix}.tokens.bed", track)
     boundary = BigWigWriter(f"{prefix}.boundary.bw", chrom_sizes)
     length_bw = BigWigWriter(f"{prefix}.token_length.bw", chrom_sizes)

@@ -1,0 +1,173 @@
+"""--backend auto, --device, --batch-size auto (pipelines/backend_factory.py, cli/options.py): what
+they resolve to, on this CPU machine and with CUDA availability simulated, and the one-line error
+(exit 2) when CUDA is asked for and missing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+
+from mergedna_cli.cli.options import BackendChoice, parse_batch_size
+from mergedna_cli.engine.parallel import SlicedBackend
+from mergedna_cli.errors import ModelError, UsageError
+from mergedna_cli.pipelines import backend_factory as factory
+from mergedna_cli.pipelines.backend_factory import choose, make_backend, resolve_batch_size
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_FASTA = REPO / "docs" / "example" / "brca1_chr17.fa.gz"
+EXAMPLE_VCF = REPO / "docs" / "example" / "clinvar_brca1.vcf.gz"
+cpu_only = pytest.mark.skipif(factory._torch_cuda_count() > 0 or factory._onnx_cuda(),
+                              reason="this machine has a CUDA device")
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    """Simulate what torch and ONNX Runtime report about CUDA."""
+    def set_gpu(torch_devices: int = 0, onnx_cuda: bool = False):
+        monkeypatch.setattr(factory, "_torch_cuda_count", lambda: torch_devices)
+        monkeypatch.setattr(factory, "_onnx_cuda", lambda: onnx_cuda)
+    return set_gpu
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MERGEDNA_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_auto_on_cpu_is_onnx_and_explicit_choices_stay(gpu):
+    gpu(0, False)
+    assert choose("auto", "auto") == ("onnx", "cpu")
+    assert choose("auto", "cpu") == ("onnx", "cpu")
+    assert choose("torch", "auto") == ("torch", "cpu")
+    assert choose("onnx", "auto") == ("onnx", "cpu")
+    assert choose(BackendChoice.auto, "auto") == ("onnx", "cpu")  # the CLI passes the enum
+
+
+def test_auto_on_cuda_is_torch_or_whichever_has_cuda(gpu):
+    gpu(2, True)
+    assert choose("auto", "auto") == ("torch", "cuda")
+    assert choose("auto", "cuda:1") == ("torch", "cuda:1")
+    assert choose("onnx", "cuda") == ("onnx", "cuda")
+    assert choose("auto", "cpu") == ("onnx", "cpu")
+    gpu(0, True)  # onnxruntime-gpu with a CPU-only torch: only an explicit CUDA device uses it
+    assert choose("auto", "cuda") == ("onnx", "cuda")
+    assert choose("auto", "auto") == ("onnx", "cpu")
+
+
+def test_the_table_decides(gpu, monkeypatch):
+    gpu(1, True)
+    monkeypatch.setitem(factory.AUTO_BACKEND, "cpu", "torch")
+    monkeypatch.setitem(factory.AUTO_BACKEND, "cuda", "onnx")
+    assert choose("auto", "cpu") == ("torch", "cpu")
+    assert choose("auto", "cuda") == ("onnx", "cuda")
+
+
+def test_a_required_backend(gpu):
+    gpu(0, False)
+    assert choose("auto", "auto", require="torch") == ("torch", "cpu")
+    assert choose("torch", "cpu", require="torch") == ("torch", "cpu")
+    with pytest.raises(UsageError, match="need --backend torch"):
+        choose("onnx", "cpu", require="torch")
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch", "onnx"])
+def test_missing_cuda_is_a_usage_error(gpu, backend):
+    gpu(0, False)
+    with pytest.raises(UsageError, match="--device cuda") as error:
+        choose(backend, "cuda")
+    assert error.value.exit_code == 2 and "\n" not in str(error.value)
+
+
+def test_bad_device_and_cuda_index(gpu):
+    gpu(1, False)
+    with pytest.raises(UsageError, match="auto, cpu, cuda or cuda:N"):
+        choose("auto", "gpu")
+    with pytest.raises(UsageError, match="sees 1 CUDA device"):
+        choose("torch", "cuda:1")
+
+
+def test_batch_size_option_parsing():
+    assert parse_batch_size("auto") == "auto" and parse_batch_size("12") == 12 and parse_batch_size(32) == 32
+    for bad in ("0", "-3", "x", "1.5", 0):
+        with pytest.raises(typer.BadParameter):
+            parse_batch_size(bad)
+    assert f"{BackendChoice.onnx}" == "onnx" and BackendChoice.torch == "torch"
+
+
+class _Fake:
+    def __init__(self, name, device):
+        self.name, self.device = name, device
+
+
+def test_resolve_batch_size():
+    assert resolve_batch_size(7, _Fake("torch", "cuda:0")) == 7
+    assert resolve_batch_size("auto", _Fake("onnx", "cpu"), None) == factory.AUTO_BATCH_CPU == 32
+    assert resolve_batch_size("auto", _Fake("onnx", "cuda:0")) == factory.ONNX_CUDA_BATCH
+
+
+@cpu_only
+def test_torch_backend_refuses_cuda_without_it(tiny_model_dir):
+    from mergedna_cli.engine.backends import TorchBackend
+    with pytest.raises(UsageError, match="--device cuda"):
+        TorchBackend(tiny_model_dir, device="cuda")
+
+
+def test_backends_carry_name_and_device(tiny_model_dir, cache, gpu):
+    gpu(0, False)
+    auto = make_backend(str(tiny_model_dir), "auto", "auto", threads=2, part="tokens")
+    assert isinstance(auto, SlicedBackend) and (auto.name, auto.device) == ("onnx", "cpu")
+    single = make_backend(str(tiny_model_dir), "auto", "cpu", threads=1, part="tokens")
+    assert (single.name, single.device) == ("onnx", "cpu")
+    torch_backend = make_backend(str(tiny_model_dir), "torch", "cpu", threads=2, part="tokens")
+    assert (torch_backend.name, torch_backend.device) == ("torch", "cpu")
+    ids = np.random.default_rng(0).integers(0, 4, (3, auto.config.context))
+    assert np.array_equal(auto.run(ids).token_sizes, single.run(ids).token_sizes)
+
+
+def test_auto_falls_back_to_torch_when_the_graph_cannot_be_used(tiny_model_dir, cache, gpu, monkeypatch):
+    gpu(0, False)
+    from mergedna_cli.engine import onnx_export
+
+    def failing_export(*args, **kwargs):
+        raise ModelError("parity check failed")
+    monkeypatch.setattr(onnx_export, "export_onnx", failing_export)
+    messages = []
+    backend = make_backend(str(tiny_model_dir), "auto", "cpu", threads=1, part="embedding", log=messages.append)
+    assert backend.name == "torch" and "using PyTorch" in messages[-1]
+    with pytest.raises(ModelError):  # an explicit --backend onnx is not replaced
+        make_backend(str(tiny_model_dir), "onnx", "cpu", threads=1, part="embedding")
+
+
+def _mergedna(*args, cache_dir) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mergedna_cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "MERGEDNA_CACHE": str(cache_dir)})
+
+
+@cpu_only
+@pytest.mark.parametrize("backend", ["auto", "torch", "onnx"])
+def test_cli_cuda_without_cuda_is_one_line_exit_2(tmp_path, backend):
+    region = ["--fasta", EXAMPLE_FASTA, "--region", "chr17:43,045,001-43,045,600"]
+    runs = [_mergedna("tracks", *region, "-o", tmp_path / "t", "--device", "cuda", "--backend", backend,
+                      cache_dir=tmp_path),
+            _mergedna("score", "--fasta", EXAMPLE_FASTA, "--vcf", EXAMPLE_VCF, "-o", tmp_path / "s.vcf",
+                      "--device", "cuda", "--backend", backend, cache_dir=tmp_path)]
+    for run in runs:
+        assert run.returncode == 2, run.stderr
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("mergedna: error: --device cuda"), run.stderr
+    assert not list(tmp_path.glob("t.*")) and not (tmp_path / "s.vcf").exists()
+
+
+def test_cli_bad_batch_size_and_backend(tmp_path):
+    region = ["--fasta", EXAMPLE_FASTA, "--region", "chr17:43,045,001-43,045,600", "-o", tmp_path / "t"]
+    for option, value in (("--batch-size", "0"), ("--batch-size", "many"), ("--backend", "gpu")):
+        run = _mergedna("tracks", *region, option, value, cache_dir=tmp_path)
+        assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
+        assert option in run.stderr
