@@ -14,6 +14,27 @@ def temp_path(path: str | os.PathLike) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Rename the finished temporary file over `path`, with the mode a newly created file gets
+    (0666 less the umask, usually 0644). Some writers (safetensors) create their file 0600,
+    which would keep colleagues on a shared cluster from loading a model."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+
+
+def with_filename(exc: OSError, path: str | os.PathLike) -> OSError:
+    """`exc` naming `path` (a failed write() names no file): 'No space left on device: OUT'."""
+    if exc.filename is None and exc.errno is not None:
+        return OSError(exc.errno, exc.strerror or str(exc), str(path))
+    return exc
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], durable: bool = False) -> None:
     """write(tmp) then rename: `path` is either the old file or the complete new one. `durable`
     also fsyncs before the rename, so the file survives a machine crash, not only a killed process."""
@@ -24,7 +45,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], durable
         if durable:
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)  # only left when write failed
 
@@ -42,12 +63,21 @@ class AtomicFile:
         raise NotImplementedError
 
     def close(self) -> None:
-        self._out.close()
-        os.replace(self.tmp, self.path)
+        try:
+            self._out.close()
+        except OSError as exc:  # the last buffered write fails here on a full disk
+            self.tmp.unlink(missing_ok=True)
+            raise with_filename(exc, self.path) from None
+        publish(self.tmp, self.path)
 
     def abort(self) -> None:
-        self._out.close()
-        self.tmp.unlink(missing_ok=True)
+        """Remove the temporary file, even when closing it fails again (a full disk)."""
+        try:
+            self._out.close()
+        except OSError:
+            pass
+        finally:
+            self.tmp.unlink(missing_ok=True)
 
 
 class AtomicTextFile(AtomicFile):

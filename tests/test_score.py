@@ -81,14 +81,14 @@ def test_every_record_kept_in_order_with_statuses(model_dir, edge_vcf, tmp_path)
             assert new[7].startswith(old[7] + ";")  # original INFO untouched, keys appended
     info = {r[2]: dict(kv.split("=", 1) for kv in r[7].split(";") if "=" in kv) for r in records}
     assert info["snv_multi"]["MDNA_STATUS"] == "ok,ok,ok"
-    assert len(info["snv_multi"]["MDNA_SCORE"].split(",")) == 3
+    assert len(info["snv_multi"]["MDNA_LLR"].split(",")) == 3
     assert info["no_chr_prefix"]["MDNA_STATUS"] == "ok"
-    assert info["no_chr_prefix"]["MDNA_SCORE"] == info["snv_multi"]["MDNA_SCORE"].split(",")[2]
-    assert info["mismatch"]["MDNA_STATUS"] == "ref_mismatch" and info["mismatch"]["MDNA_SCORE"] == "."
+    assert info["no_chr_prefix"]["MDNA_LLR"] == info["snv_multi"]["MDNA_LLR"].split(",")[2]
+    assert info["mismatch"]["MDNA_STATUS"] == "ref_mismatch" and info["mismatch"]["MDNA_LLR"] == "."
     assert info["symbolic"]["MDNA_STATUS"] == "symbolic_allele,spanning_deletion"
     assert info["mnv"]["MDNA_METHOD"] == "mnv_llr_sum"
     assert info["deletion"]["MDNA_METHOD"] == info["insertion"]["MDNA_METHOD"] == "indel_embedding_cosine"
-    assert float(info["deletion"]["MDNA_SCORE"]) <= 0.0
+    assert float(info["deletion"]["MDNA_EMBDIST"]) >= 0.0 and info["deletion"]["MDNA_LLR"] == "."
     assert info["ref_is_n"]["MDNA_STATUS"] == "non_acgt_allele"
     assert info["missing_contig"]["MDNA_STATUS"] == "contig_not_in_reference"
     assert info["iupac_alt"]["MDNA_STATUS"] == "non_acgt_allele"
@@ -129,7 +129,7 @@ def test_vcf_gz_is_indexed_and_read_by_bcftools(model_dir, tmp_path):
     assert (tmp_path / "clinvar.vcf.gz.tbi").exists()
     view = subprocess.run(["bcftools", "view", "-H", str(out)], capture_output=True, text=True)
     assert view.returncode == 0 and len(view.stdout.splitlines()) == len(body(CLINVAR))
-    query = subprocess.run(["bcftools", "query", "-f", "%MDNA_SCORE\\t%MDNA_STATUS\\n", "-r",
+    query = subprocess.run(["bcftools", "query", "-f", "%MDNA_LLR\\t%MDNA_STATUS\\n", "-r",
                             "chr17:43045700-43050000", str(out)], capture_output=True, text=True)
     assert query.returncode == 0 and query.stdout.strip()
     assert all(line.split("\t")[1] == "ok" for line in query.stdout.splitlines())

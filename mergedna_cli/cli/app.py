@@ -60,6 +60,8 @@ def main() -> None:
     except TyperException as exc:  # bad or missing options: exit 2, on one line
         if debug:
             raise
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `mergedna`: the help was the message
+            sys.exit(2)
         _fail(exc.format_message().replace("\n", " "), getattr(exc, "exit_code", 2))
     except typer.Abort:
         _fail("interrupted", 130)

@@ -25,21 +25,42 @@ def _candidates(name: str) -> list[str]:
     return names
 
 
+def _is_gzip(path: str) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(2) == b"\x1f\x8b"
+
+
 class Reference:
     """A FASTA reference. `fetch_ids` returns encoded ids, N-padded outside the contig."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, fai: str | os.PathLike | None = None):
         self.path = str(path)
+        if os.path.isdir(self.path):
+            raise InputError(f"reference FASTA '{self.path}' is a directory, not a FASTA file")
         if not os.path.isfile(self.path):
             raise InputError(f"reference FASTA '{self.path}' does not exist")
-        fai = Path(self.path + ".fai")
-        if not fai.is_file() and not os.access(Path(self.path).resolve().parent, os.W_OK):
+        fai = Path(fai) if fai is not None else Path(self.path + ".fai")
+        gzi = Path(self.path + ".gzi")
+        if not fai.is_file() and not os.access(fai.resolve().parent, os.W_OK):
             raise InputError(f"reference '{self.path}' has no .fai index and its folder is not "
-                             f"writable; run `samtools faidx {self.path}` where you can write")
+                             f"writable; pass --fai DIR/NAME.fai (built there if missing), run "
+                             f"`samtools faidx {self.path}` where you can write, or symlink the "
+                             f"FASTA into a writable folder")
         quiet = pysam.set_verbosity(0)  # our one-line error replaces htslib's own stderr lines
         try:
-            self._fasta = pysam.FastaFile(self.path)
-        except (OSError, ValueError) as exc:
+            extra = {}
+            if str(fai) != self.path + ".fai":  # --fai: an index kept elsewhere, built if missing
+                extra["filepath_index"] = str(fai)
+                compressed = _is_gzip(self.path)
+                if compressed:
+                    extra["filepath_index_compressed"] = str(gzi if gzi.is_file() else fai.with_suffix(".gzi"))
+                if not fai.is_file():
+                    args = ["--fai-idx", str(fai)]
+                    if compressed:
+                        args += ["--gzi-idx", extra["filepath_index_compressed"]]
+                    pysam.faidx(self.path, *args)
+            self._fasta = pysam.FastaFile(self.path, **extra)
+        except (OSError, ValueError, pysam.SamtoolsError) as exc:
             hint = ""
             if self.path.endswith(".gz"):
                 hint = " (gzip FASTA must be bgzip-compressed: `zcat F.fa.gz | bgzip > F.bgz.fa.gz`)"

@@ -1,29 +1,51 @@
 """VCF reading and writing that leaves every original field untouched.
 
-Text VCF (plain or bgzip, file or stdin) is handled line by line, so a record is written back
-exactly as read plus the new INFO keys; BCF goes through pysam and is written as htslib renders
-it. POS is 1-based in the file and converted to 0-based once, here (`Variant.start`).
+Text VCF (plain or bgzip, file or stdin) is read as bytes, line by line, and decoded as UTF-8
+with `surrogateescape`: a byte that is not UTF-8 (a Latin-1 `é` in INFO) survives as an escape
+and is written back as the same byte, so a record is written back exactly as read plus the new
+INFO keys. BCF (file or stdin) goes through pysam and is written as htslib renders it. POS is
+1-based in the file and converted to 0-based once, here (`Variant.start`).
+
+`regions` (bcftools `-r/-R` habits) reads only records overlapping them, through the file's
+tabix/CSI index; each record is read once even when it overlaps several regions, and records
+come in file order.
 """
 
 from __future__ import annotations
 
 import gzip
-import io
+import importlib
 import os
+import re
+import shutil
 import sys
+import tempfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pysam
 
-from ..atomic import temp_path
+from ..atomic import publish, temp_path, with_filename
 from ..errors import InputError
+
+ENCODING, ERRORS = "utf-8", "surrogateescape"  # bytes in, the same bytes out
+FIXED_COLUMNS = ("#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO")
+_CONTIG_ALIASES = {"chrM": "MT", "MT": "chrM", "chrMT": "M", "M": "chrMT"}
+
+
+def decode(raw: bytes) -> str:
+    return raw.decode(ENCODING, ERRORS)
+
+
+def encode_text(text: str) -> bytes:
+    return text.encode(ENCODING, ERRORS)
 
 
 @dataclass
 class Variant:
-    index: int        # 0-based record number in the input
+    index: int        # 0-based record number in the input (in the selected records with regions)
     fields: list[str]  # the 8+ tab-separated columns, as read
 
     @property
@@ -32,7 +54,7 @@ class Variant:
 
     @property
     def start(self) -> int:
-        """0-based position of REF's first base."""
+        """0-based position of REF's first base (-1 for POS 0, a telomere)."""
         return int(self.fields[1]) - 1
 
     @property
@@ -45,133 +67,428 @@ class Variant:
 
     def with_info(self, additions: list[str]) -> str:
         fields = list(self.fields)
-        info = fields[7]
+        info = fields[7].strip(";")  # 'DP=3;' is read as 'DP=3': no empty key before ours
         fields[7] = ";".join(additions) if info in (".", "") else info + ";" + ";".join(additions)
         return "\t".join(fields)
 
 
-def _open_text(path: str):
-    if path == "-":
-        raw = sys.stdin.buffer
-        peek = raw.peek(4)[:4] if hasattr(raw, "peek") else b""
-        if peek[:2] == b"\x1f\x8b":
-            return io.TextIOWrapper(gzip.GzipFile(fileobj=raw))
-        return io.TextIOWrapper(raw)
-    with open(path, "rb") as handle:
-        magic = handle.read(2)
-    if magic == b"\x1f\x8b":
-        return gzip.open(path, "rt")
-    return open(path)
+# -- regions (-r / -R) ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VcfRegion:
+    chrom: str
+    start: int | None = None  # 0-based; None: the whole contig
+    end: int | None = None    # exclusive; None: to the contig end
 
 
-def _is_bcf(path: str) -> bool:
-    if path == "-":
-        return False
-    opener = gzip.open if open(path, "rb").read(2) == b"\x1f\x8b" else open
-    with opener(path, "rb") as handle:
-        return handle.read(3) == b"BCF"
+_REGION = re.compile(r"^(?P<chrom>[^:\s]+)(?::(?P<beg>\d+)(?:-(?P<end>\d*))?)?$")
+
+
+def parse_regions(text: str) -> list[VcfRegion]:
+    """bcftools `-r`: comma-separated `chr`, `chr:beg`, `chr:beg-end` or `chr:beg-` (1-based,
+    inclusive)."""
+    regions = []
+    for part in text.split(","):
+        match = _REGION.match(part.strip())
+        if not match:
+            raise InputError(f"region '{part}' is not chr, chr:beg, chr:beg-end or chr:beg- (1-based)")
+        if match["beg"] is None:
+            regions.append(VcfRegion(match["chrom"]))
+            continue
+        beg = int(match["beg"])
+        end = None if match["end"] == "" else int(match["end"] if match["end"] is not None else beg)
+        if beg < 1 or (end is not None and end < beg):
+            raise InputError(f"region '{part}': need 1 <= beg <= end (1-based, inclusive)")
+        regions.append(VcfRegion(match["chrom"], beg - 1, end))
+    return regions
+
+
+def read_regions_file(path: str) -> list[VcfRegion]:
+    """bcftools `-R`: tab-separated CHROM, POS or CHROM, BEG, END (1-based, inclusive); a file named
+    .bed (or .bed.gz) is BED, 0-based half-open. `#` lines are skipped."""
+    bed = re.search(r"\.bed(\.b?gz)?$", path) is not None
+    try:
+        opener = gzip.open if open(path, "rb").read(2) == b"\x1f\x8b" else open
+        handle = opener(path, "rt", errors="replace")
+    except IsADirectoryError:
+        raise InputError(f"regions file '{path}' is a directory") from None
+    except OSError as exc:
+        raise InputError(f"cannot read regions file '{path}': {exc.strerror}") from None
+    regions = []
+    with handle:
+        for line_no, line in enumerate(handle, 1):
+            if not line.strip() or line.startswith(("#", "track", "browser")):
+                continue
+            fields = line.rstrip("\r\n").split("\t")
+            try:
+                if len(fields) == 2 and not bed:
+                    pos = int(fields[1])
+                    start, end = pos - 1, pos
+                else:
+                    start, end = int(fields[1]), int(fields[2])
+                    start = start if bed else start - 1
+            except (IndexError, ValueError):
+                raise InputError(f"{path}:{line_no}: expected CHROM, POS or CHROM, BEG, END "
+                                 f"(tab-separated), got {line.strip()[:60]!r}") from None
+            if start < 0 or end < start:
+                raise InputError(f"{path}:{line_no}: invalid interval {fields[1]}-{fields[2] if len(fields) > 2 else ''}")
+            regions.append(VcfRegion(fields[0], start, end))
+    return regions
+
+
+def _plan(regions: list[VcfRegion], contigs: list[str], log) -> list[tuple[str, list[tuple]]]:
+    """Regions per indexed contig, in index order, sorted and merged: [(contig, [(start, end)])]."""
+    by_contig: dict[str, list[tuple]] = {}
+    for region in regions:
+        chrom = region.chrom
+        if chrom not in contigs:
+            hits = [c for c in ([chrom[3:]] if chrom.startswith("chr") else ["chr" + chrom])
+                    + ([_CONTIG_ALIASES[chrom]] if chrom in _CONTIG_ALIASES else []) if c in contigs]
+            if len(hits) != 1:
+                log(f"region contig '{chrom}' has no records in the VCF index: no records from it")
+                continue
+            chrom = hits[0]
+        start = 0 if region.start is None else region.start
+        end = float("inf") if region.end is None else region.end
+        by_contig.setdefault(chrom, []).append((start, end))
+    plan = []
+    for contig in contigs:
+        if contig not in by_contig:
+            continue
+        merged: list[list] = []
+        for start, end in sorted(by_contig[contig]):
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        plan.append((contig, [(s, None if e == float("inf") else e) for s, e in merged]))
+    return plan
+
+
+# -- format detection ----------------------------------------------------------------------------
+def _inner_head(head: bytes) -> bytes:
+    """The first decompressed bytes of a gzip/bgzip stream, or `head` itself."""
+    if head[:2] != b"\x1f\x8b":
+        return head
+    try:
+        return zlib.decompressobj(31).decompress(head, 64)
+    except zlib.error:
+        return b""
+
+
+def _sniff(head: bytes) -> str:
+    """'bcf', 'vcf', 'empty' or 'unknown' from a file's first bytes."""
+    inner = _inner_head(head)
+    if inner.startswith(b"BCF"):
+        return "bcf"
+    if not head:
+        return "empty"
+    if inner.startswith(b"#"):
+        return "vcf"
+    return "unknown"
+
+
+def _describe(head: bytes) -> str:
+    inner = _inner_head(head)[:20]
+    return repr(inner.decode("latin-1"))
 
 
 class VcfReader:
     """Header lines and records of a VCF/BCF; records stream in input order."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, regions: list[VcfRegion] | None = None, log=lambda m: None):
         self.path = str(path)
-        if self.path != "-" and not os.path.isfile(self.path):
-            raise InputError(f"VCF '{self.path}' does not exist")
+        self.regions = regions
+        self._spool: str | None = None
+        if self.path != "-":
+            if os.path.isdir(self.path):
+                raise InputError(f"VCF '{self.path}' is a directory, not a VCF/BCF file")
+            if not os.path.exists(self.path):
+                raise InputError(f"VCF '{self.path}' does not exist")
+        elif regions is not None:
+            raise InputError("-r/-R need an indexed VCF/BCF file, not stdin")
         try:
-            self._bcf = _is_bcf(self.path)
-            if self._bcf:
-                quiet = pysam.set_verbosity(0)  # no htslib "index not found" lines on stderr
-                try:
-                    self._vf = pysam.VariantFile(self.path)
-                finally:
-                    pysam.set_verbosity(quiet)
-                lines = str(self._vf.header).rstrip("\n").split("\n")
-                self._lines = (str(rec).rstrip("\n") for rec in self._vf)
+            if self.path == "-":
+                raw = sys.stdin.buffer
+                head = raw.peek(65536)[:65536] if hasattr(raw, "peek") else b""
             else:
-                self._handle = _open_text(self.path)
-                lines = []
-                for line in self._handle:
-                    line = line.rstrip("\r\n")
-                    if line.startswith("##"):
-                        lines.append(line)
-                        continue
-                    if not line.startswith("#CHROM"):
-                        raise InputError(f"{self.path}: header has no '#CHROM' line before the records")
-                    lines.append(line)
-                    break
-                self._lines = (line.rstrip("\r\n") for line in self._handle)
-        except (OSError, EOFError, ValueError, UnicodeDecodeError) as exc:
+                with open(self.path, "rb") as handle:
+                    head = handle.read(65536)
+            kind = _sniff(head)
+            if kind == "unknown":
+                raise InputError(f"'{self.path}' is not VCF/BCF (it starts with {_describe(head)})")
+            self._bcf = kind == "bcf"
+            if self._bcf:
+                lines = self._open_bcf(log)
+            elif regions is not None:
+                lines = self._open_text_regions(log)
+            else:
+                lines = self._open_text()
+        except (OSError, EOFError, ValueError, zlib.error) as exc:
+            self.close()
             raise InputError(f"cannot read VCF '{self.path}': {exc}") from None
         if not lines or not lines[-1].startswith("#CHROM"):
+            self.close()
             raise InputError(f"{self.path}: not a VCF (no '#CHROM' header line)")
         self.meta_lines, self.column_line = lines[:-1], lines[-1]
+        self._check_header()
+
+    # -- opening -------------------------------------------------------------------------------
+    def _open_bcf(self, log) -> list[str]:
+        path = self.path
+        if path == "-":  # htslib reads a file; pysam cannot be handed the bytes peeked from stdin
+            fd, self._spool = tempfile.mkstemp(prefix="mergedna-stdin-", suffix=".bcf")
+            with os.fdopen(fd, "wb") as spool:
+                shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
+            path = self._spool
+        quiet = pysam.set_verbosity(0)  # no htslib "index not found" lines on stderr
+        try:
+            self._vf = pysam.VariantFile(path)
+        finally:
+            pysam.set_verbosity(quiet)
+        header = str(self._vf.header).rstrip("\n").split("\n")
+        if self.regions is None:
+            self._records = ((None, rec) for rec in self._vf)
+        else:
+            if self._vf.index is None:
+                raise InputError(f"-r/-R need an index for '{self.path}': run `bcftools index {self.path}`")
+            self._records = self._fetch(lambda c, s, e: self._vf.fetch(c, s, e),
+                                        list(self._vf.index.keys()), log)
+        self._lines = self._bcf_lines()
+        return header
+
+    def _bcf_lines(self) -> Iterator[str]:
+        for _, rec in self._records:
+            try:
+                yield str(rec).rstrip("\n")
+            except UnicodeDecodeError as exc:
+                raise InputError(f"{self.path}: record at {rec.chrom}:{rec.pos} is not readable text: {exc}") from None
+
+    def _open_text(self) -> list[str]:
+        if self.path == "-":
+            raw = sys.stdin.buffer
+            head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
+            self._handle = gzip.GzipFile(fileobj=raw) if head[:2] == b"\x1f\x8b" else raw
+        else:
+            with open(self.path, "rb") as handle:
+                magic = handle.read(2)
+            self._handle = gzip.open(self.path, "rb") if magic == b"\x1f\x8b" else open(self.path, "rb")
+        lines = self._read_header(self._handle)
+        self._lines = (decode(line).rstrip("\r\n") for line in self._handle)
+        return lines
+
+    def _read_header(self, handle) -> list[str]:
+        lines = []
+        for raw in handle:
+            line = decode(raw).rstrip("\r\n")
+            if line.startswith("##"):
+                lines.append(line)
+                continue
+            if not line.startswith("#CHROM"):
+                where = f"{self.path}:{len(lines) + 1}"
+                raise InputError(f"{where}: header has no '#CHROM' line before the records")
+            lines.append(line)
+            break
+        return lines
+
+    def _open_text_regions(self, log) -> list[str]:
+        with gzip.open(self.path, "rb") if open(self.path, "rb").read(2) == b"\x1f\x8b" \
+                else open(self.path, "rb") as handle:
+            lines = self._read_header(handle)
+        quiet = pysam.set_verbosity(0)
+        try:
+            # latin-1 maps every byte to one character, so the line's bytes come back exactly
+            self._tabix = pysam.TabixFile(self.path, encoding="latin-1")
+        except (OSError, ValueError):
+            raise InputError(f"-r/-R need an indexed VCF: '{self.path}' has no tabix/CSI index "
+                             f"(bgzip it and run `tabix -p vcf {self.path}` or `bcftools index`)") from None
+        finally:
+            pysam.set_verbosity(quiet)
+        records = self._fetch(lambda c, s, e: self._tabix.fetch(c, s, e), list(self._tabix.contigs), log)
+        self._lines = (decode(line.encode("latin-1")) for _, line in records)
+        return lines
+
+    def _fetch(self, fetch, contigs: list[str], log) -> Iterator[tuple[None, object]]:
+        """Records overlapping the merged regions, each once: a record that starts before the
+        previous region's end already came with that region."""
+        for contig, spans in _plan(self.regions, contigs, log):
+            previous_end = None
+            for start, end in spans:
+                for rec in fetch(contig, start, end):
+                    if previous_end is not None and _record_start(rec) < previous_end:
+                        continue
+                    yield None, rec
+                previous_end = end
+
+    # -- checks --------------------------------------------------------------------------------
+    def _check_header(self) -> None:
+        first = self.meta_lines[0] if self.meta_lines else self.column_line
+        if not first.startswith("##fileformat=VCF"):
+            self.close()
+            raise InputError(f"{self.path}:1: the first line must be '##fileformat=VCFv4.x' "
+                             f"(found {first[:40]!r})")
+        columns = self.column_line.split("\t")
+        if tuple(columns[:8]) != FIXED_COLUMNS or len(columns) == 9:
+            self.close()
+            expected = "\\t".join(FIXED_COLUMNS)
+            raise InputError(f"{self.path}:{len(self.meta_lines) + 1}: the '#CHROM' line must start "
+                             f"with the 8 tab-separated columns {expected} (plus FORMAT and samples, "
+                             f"if any); found {len(columns)} column(s): {self.column_line[:60]!r}")
+        self.n_columns = len(columns)
 
     def __iter__(self) -> Iterator[Variant]:
         line_no = len(self.meta_lines) + 1
         index = 0
+        where = self.path
         try:
             for line in self._lines:
                 line_no += 1
+                if self.regions is None:
+                    where = f"{self.path}:{line_no}"
+                else:
+                    where = f"{self.path} (record {index + 1} in the regions)"
                 if not line.strip():
                     continue
                 fields = line.split("\t")
                 if len(fields) < 8:
-                    raise InputError(f"{self.path}:{line_no}: a VCF record needs 8 tab-separated "
+                    raise InputError(f"{where}: a VCF record needs 8 tab-separated "
                                      f"columns, found {len(fields)}")
-                if not fields[1].isdigit() or int(fields[1]) < 1:
-                    raise InputError(f"{self.path}:{line_no}: POS '{fields[1]}' is not a positive integer")
+                if not fields[1].isdigit():
+                    raise InputError(f"{where}: POS '{fields[1]}' is not a positive integer (or 0, for a telomere)")
                 yield Variant(index, fields)
                 index += 1
-        except (OSError, EOFError, UnicodeDecodeError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise InputError(f"cannot read VCF '{self.path}' (line {line_no}): {exc}") from None
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for name in ("_handle", "_vf", "_tabix"):
+            handle = getattr(self, name, None)
+            if handle is not None and handle is not sys.stdin.buffer:
+                handle.close()
+            setattr(self, name, None)
+        if self._spool:
+            Path(self._spool).unlink(missing_ok=True)
+            self._spool = None
+
+
+def _record_start(rec) -> int:
+    if isinstance(rec, str):
+        return int(rec.split("\t", 2)[1]) - 1
+    return rec.start
+
+
+# -- output ---------------------------------------------------------------------------------------
+OUTPUT_TYPES = {"v": "plain VCF", "z": "bgzip VCF", "b": "BCF", "u": "uncompressed BCF"}
 
 
 class VcfWriter:
-    """'-' (stdout), .vcf, or .vcf.gz (bgzip + tabix index). Written under a temporary name and
-    renamed on close, so a killed run never leaves a complete-looking file."""
+    """'-' (stdout) or a file, as plain VCF (`v`), bgzip VCF + tabix index (`z`), BCF + CSI index
+    (`b`) or uncompressed BCF (`u`). Written under a temporary name and renamed on close, so a
+    killed run never leaves a complete-looking file; write errors name the output."""
 
-    def __init__(self, path: str, log=lambda msg: None):
+    def __init__(self, path: str, log=lambda msg: None, output_type: str | None = None):
         self.path, self.log = path, log
-        self.compressed = path.endswith((".vcf.gz", ".vcf.bgz"))
-        if path == "-":
-            self._out = sys.stdout
-            self.tmp = None
+        if output_type is None:
+            output_type = "z" if path.endswith((".vcf.gz", ".vcf.bgz")) else \
+                "b" if path.endswith(".bcf") else "v"
+        self.output_type = output_type
+        self.compressed = output_type == "z"
+        self.bcf = output_type in "bu"
+        self.tmp = None if path == "-" else temp_path(Path(path))
+        if self.bcf or (path == "-" and self.compressed):
+            # BCF is made from the finished text by htslib; stdout gets the finished file
+            fd, text = tempfile.mkstemp(prefix=".mergedna-", suffix=".vcf",
+                                        dir=None if path == "-" else str(Path(path).resolve().parent))
+            os.close(fd)
+            self._text = Path(text)
+            self._out = open(self._text, "wb")
+        elif path == "-":
+            self._text = None
+            self._out = sys.stdout.buffer
         else:
-            target = Path(path)
-            self.tmp = temp_path(target)
-            self._out = (pysam.BGZFile(str(self.tmp), "wb") if self.compressed
-                         else open(self.tmp, "w"))
+            self._text = None
+            self._out = pysam.BGZFile(str(self.tmp), "wb") if self.compressed else open(self.tmp, "wb")
 
     def write(self, text: str) -> None:
-        if self.compressed:
-            self._out.write(text.encode())
-        else:
-            self._out.write(text)
+        try:
+            self._out.write(encode_text(text))
+        except OSError as exc:
+            raise with_filename(exc, self.path) from None
 
     def close(self, sorted_input: bool = True) -> None:
-        if self.tmp is None:
+        try:
+            self._close(sorted_input)
+        except OSError as exc:
+            self.abort()
+            raise with_filename(exc, self.path) from None
+
+    def _close(self, sorted_input: bool) -> None:
+        if self.path == "-" and self._text is None:
             self._out.flush()
             return
         self._out.close()
-        if self.compressed:
-            # Index the temporary file and move the index into place first: the final name never
-            # holds the new file without its index.
-            index, built = Path(f"{self.path}.tbi"), None
-            if sorted_input:
-                try:
+        if self._text is not None:
+            target = self.tmp
+            if self.path == "-":
+                fd, name = tempfile.mkstemp(prefix=".mergedna-", suffix=".out")
+                os.close(fd)
+                target = Path(name)
+            try:
+                self._convert(target)
+                if self.path == "-":
+                    with open(target, "rb") as handle:
+                        shutil.copyfileobj(handle, sys.stdout.buffer, 1 << 20)
+                    sys.stdout.buffer.flush()
+                    return
+            finally:
+                self._text.unlink(missing_ok=True)
+                if self.path == "-":
+                    target.unlink(missing_ok=True)
+        if self.compressed or self.output_type == "b":
+            self._index(sorted_input)
+        publish(self.tmp, self.path)
+
+    def _convert(self, target: Path) -> None:
+        mode = {"b": "wb", "u": "wbu", "z": "wz"}[self.output_type]
+        quiet = pysam.set_verbosity(0)
+        try:
+            with pysam.VariantFile(str(self._text)) as text, \
+                    pysam.VariantFile(str(target), mode, header=text.header) as out:
+                for record in text:
+                    out.write(record)
+        except ValueError as exc:
+            raise InputError(f"cannot write {OUTPUT_TYPES[self.output_type]} '{self.path}': {exc}") from None
+        finally:
+            pysam.set_verbosity(quiet)
+
+    def _index(self, sorted_input: bool) -> None:
+        """Index the temporary file and move the index into place first: the final name never
+        holds the new file without its index."""
+        suffix = ".csi" if self.bcf else ".tbi"
+        index, built = Path(f"{self.path}{suffix}"), None
+        if sorted_input:
+            try:
+                if self.bcf:
+                    importlib.import_module("pysam.bcftools").index("--csi", "-f", str(self.tmp), catch_stdout=False)
+                    built = str(self.tmp) if Path(f"{self.tmp}.csi").is_file() else None
+                else:
                     built = pysam.tabix_index(str(self.tmp), preset="vcf", force=True)
-                except (OSError, ValueError):  # a contig's records are not contiguous
-                    Path(f"{self.tmp}.tbi").unlink(missing_ok=True)
-            if built:
-                os.replace(f"{built}.tbi", index)
-            else:
-                index.unlink(missing_ok=True)
-                self.log(f"input is not sorted by position: {self.path} is bgzipped but not indexed")
-        os.replace(self.tmp, self.path)
+            except (OSError, ValueError, pysam.SamtoolsError):  # a contig's records are not contiguous
+                Path(f"{self.tmp}{suffix}").unlink(missing_ok=True)
+        if built:
+            os.replace(f"{built}{suffix}", index)
+        else:
+            index.unlink(missing_ok=True)
+            self.log(f"input is not sorted by position: {self.path} is written but not indexed")
 
     def abort(self) -> None:
-        if self.tmp is not None:
-            self._out.close()
-            self.tmp.unlink(missing_ok=True)
+        try:
+            if self._out is not sys.stdout.buffer:
+                self._out.close()
+        except OSError:
+            pass
+        finally:
+            for leftover in (self.tmp, self._text):
+                if leftover is not None:
+                    Path(leftover).unlink(missing_ok=True)

@@ -1,13 +1,16 @@
 """`mergedna score`: zero-shot variant effects, VCF in, annotated VCF (or table) out.
 
-Methods (named in the output header):
-- SNV: mask the base, score = log p(alt) - log p(ref), averaged over both strands.
-- MNV (REF and ALT of equal length > 1): the sum of that score over the changed bases.
-- Indel: equal-length reference and alternate windows centred on the variant run unmasked;
-  score = cosine(mean per-base embedding of ref window, same for alt window) - 1, averaged over
-  strands (0 = no change, more negative = larger change).
-Lower always means more damaging. Every input record is written, in input order; an allele that
-is not scored gets '.' and a status naming the reason.
+Methods (named in the output header), each with its own INFO key, so a filter on one scale never
+silently drops alleles scored on another:
+- SNV (`MDNA_LLR`): mask the base, log p(alt) - log p(ref), averaged over both strands.
+- MNV (REF and ALT of equal length > 1; `MDNA_LLR`): the sum of that score over the changed bases.
+- Indel (`MDNA_EMBDIST`): equal-length reference and alternate windows centred on the variant run
+  unmasked; 1 - cosine(mean per-base embedding of the ref window's central part, same for the alt
+  window), averaged over strands (0 = no change, larger = larger change). Indels whose longer
+  allele does not fit in that central part get status `indel_too_long`.
+In tables the `score` column holds the LLR, or cosine - 1 for indels: lower = more damaging.
+Every input record is written, in input order; an allele that is not scored gets '.' and a status
+naming the reason.
 """
 
 from __future__ import annotations
@@ -31,19 +34,24 @@ from ..engine.windows import default_flank
 from ..errors import InputError, UsageError
 from ..io.reference import Reference
 from ..io.score_table import ScoreTableWriter, SkippedWriter
-from ..io.vcf import Variant, VcfReader, VcfWriter
+from ..atomic import atomic_write
+from ..io.vcf import Variant, VcfReader, VcfRegion, VcfWriter
 from .resume import PartialDir, file_identity, remove_stale_temporaries
 
-SCORE_KEY, STATUS_KEY, METHOD_KEY = "MDNA_SCORE", "MDNA_STATUS", "MDNA_METHOD"
+LLR_KEY, EMBDIST_KEY, STATUS_KEY, METHOD_KEY = "MDNA_LLR", "MDNA_EMBDIST", "MDNA_STATUS", "MDNA_METHOD"
+REF_LOGP_KEY, ALT_LOGP_KEY = "MDNA_REF_LOGP", "MDNA_ALT_LOGP"
+CHUNK_FORMAT = 2  # the fields of a chunk line; chunks of another format are not resumed
 _ACGT = re.compile(r"^[ACGT]+$")
 CHUNK_RECORDS = 2048  # records per chunk: scored together, and the unit of resumption
 METHODS = {
     "snv_llr": "SNV: log p(alt) - log p(ref) at the masked base, mean of both strands",
     "mnv_llr_sum": "MNV: sum of the SNV score over the changed bases",
-    "indel_embedding_cosine": "indel: cosine(mean embedding of ref window, of alt window) - 1",
+    "indel_embedding_cosine": "indel: 1 - cosine(mean embedding of ref window, of alt window) in MDNA_EMBDIST",
 }
-STATUSES = ("ok", "ref_mismatch", "symbolic_allele", "spanning_deletion", "missing_allele",
-            "non_acgt_allele", "contig_not_in_reference", "reference_is_n", "outside_contig")
+STATUSES = ("ok", "ref_mismatch", "ref_equals_alt", "indel_too_long", "symbolic_allele",
+            "spanning_deletion", "missing_allele", "non_acgt_allele", "contig_not_in_reference",
+            "reference_is_n", "outside_contig")
+WARN_FRACTION = 0.05  # above this fraction of REF mismatches (or N, or missing contigs): warn
 
 
 @dataclass
@@ -54,6 +62,9 @@ class ScoreOptions:
     batch_size: int = 32
     flank: int | None = None
     chunk_records: int = CHUNK_RECORDS
+    logprobs: bool = False  # also write the ref/alt log-probabilities behind each LLR
+    warn_fraction: float = WARN_FRACTION
+    strict: bool = False  # a wrong-build warning is an error
 
 
 @dataclass
@@ -61,6 +72,12 @@ class AlleleJob:
     status: str = "ok"
     method: str = "."
     score: float | None = None
+    ref_logp: float | None = None  # SNV/MNV: summed over the changed bases
+    alt_logp: float | None = None
+    # the record's REF against the reference (same for all its ALTs), for the run summary:
+    # None (not compared), "match", "n", "mismatch", or "mismatch" + "-1"/"+1" where REF matches
+    # the reference one base to the left/right (the sign of a 0/1-based shift)
+    ref_check: str | None = None
     positions: list[int] = field(default_factory=list)  # masked positions (SNV/MNV)
     ref_bases: list[int] = field(default_factory=list)
     alt_bases: list[int] = field(default_factory=list)
@@ -96,46 +113,63 @@ class Scorer:
         self.keep = self.context - 2 * self.flank
 
     # -- classification ------------------------------------------------------------------------
+    @property
+    def max_indel(self) -> int:
+        """Longest indel allele that fits in the pooled central part of the window after its
+        start (the window puts the variant at the centre)."""
+        return self.context - self.flank - self.context // 2
+
     def classify(self, variant: Variant, contig: str | None) -> list[AlleleJob]:
         ref = variant.ref.upper()
         jobs = []
-        ref_status = None
+        ref_status = ref_check = None
         if contig is None:
             ref_status = "contig_not_in_reference"
         elif not _ACGT.match(ref):
             ref_status = "non_acgt_allele"
-        elif variant.start + len(ref) > self.reference.lengths[contig]:
-            ref_status = "outside_contig"
+        elif variant.start < 0 or variant.start + len(ref) > self.reference.lengths[contig]:
+            ref_status = "outside_contig"  # POS 0 (a telomere) or past the contig end
         else:
             seq = self.reference.fetch_text(contig, variant.start, variant.start + len(ref))
+            ref_check = "match"
             if set(seq) - set("ACGT"):
-                ref_status = "reference_is_n"
+                ref_status = ref_check = "reference_is_n"
             elif seq != ref:
                 ref_status = "ref_mismatch"
+                ref_check = "mismatch" + "".join(
+                    tag for tag, shift in (("-1", -1), ("+1", 1))
+                    if self.reference.fetch_text(contig, variant.start + shift,
+                                                 variant.start + shift + len(ref)) == ref)
                 if self.options.ref_mismatch == "error":
                     raise InputError(f"REF mismatch at {variant.chrom}:{variant.start + 1}: VCF has "
                                      f"{variant.ref}, reference has {seq} (use --ref-mismatch flag|skip)")
         for alt in variant.alts:
             alt_u = alt.upper()
             if alt_u == "*":
-                jobs.append(AlleleJob("spanning_deletion"))
+                job = AlleleJob("spanning_deletion")
             elif alt_u in (".", ""):
-                jobs.append(AlleleJob("missing_allele"))
+                job = AlleleJob("missing_allele")
             elif alt_u.startswith("<") or "[" in alt_u or "]" in alt_u:
-                jobs.append(AlleleJob("symbolic_allele"))
+                job = AlleleJob("symbolic_allele")
             elif ref_status is not None:
-                jobs.append(AlleleJob(ref_status))
+                job = AlleleJob(ref_status)
             elif not _ACGT.match(alt_u):
-                jobs.append(AlleleJob("non_acgt_allele"))
+                job = AlleleJob("non_acgt_allele")
+            elif alt_u == ref:
+                job = AlleleJob("ref_equals_alt")
             elif len(alt_u) == len(ref):
                 diff = [i for i, (r, a) in enumerate(zip(ref, alt_u)) if r != a]
                 method = "snv_llr" if len(ref) == 1 else "mnv_llr_sum"
-                jobs.append(AlleleJob(
+                job = AlleleJob(
                     "ok", method, positions=[variant.start + i for i in diff],
                     ref_bases=[int(encode(ref[i])[0]) for i in diff],
-                    alt_bases=[int(encode(alt_u[i])[0]) for i in diff], score=0.0 if not diff else None))
+                    alt_bases=[int(encode(alt_u[i])[0]) for i in diff])
+            elif max(len(ref), len(alt_u)) > self.max_indel:
+                job = AlleleJob("indel_too_long")
             else:
-                jobs.append(AlleleJob("ok", "indel_embedding_cosine"))
+                job = AlleleJob("ok", "indel_embedding_cosine")
+            job.ref_check = ref_check
+            jobs.append(job)
         return jobs
 
     def embedding_backend(self):
@@ -160,6 +194,8 @@ class Scorer:
                                   self.options.strand == "both", self.flank)
             for job in jobs:
                 rows = np.searchsorted(positions, job.positions)
+                job.ref_logp = float(lp[rows, job.ref_bases].sum())
+                job.alt_logp = float(lp[rows, job.alt_bases].sum())
                 job.score = float((lp[rows, job.alt_bases] - lp[rows, job.ref_bases]).sum())
         if indels:
             self._score_indels(indels)
@@ -219,18 +255,38 @@ class Scorer:
 
 
 def header_lines(meta: list[str], model_name: str, sha256: str, context: int, flank: int,
-                 options: ScoreOptions, command: str) -> list[str]:
+                 options: ScoreOptions, command: str, backend_name: str | None = None,
+                 max_indel: int | None = None) -> list[str]:
+    """The input's meta lines without our own (a re-scored file is upgraded, not duplicated),
+    then our INFO keys and the run's provenance."""
     kept = [m for m in meta if not re.match(r"^##(INFO=<ID=MDNA_|mergedna)", m)]
     statuses = ", ".join(STATUSES)
     spacing = options.mask_spacing if options.mask_spacing else "none (one position per pass)"
-    return kept + [
-        f'##INFO=<ID={SCORE_KEY},Number=A,Type=Float,Description="MergeDNA zero-shot score per ALT; '
-        f'lower = more damaging; method in {METHOD_KEY}">',
+    strands = "mean of both strands" if options.strand == "both" else "forward strand"
+    too_long = f"; longer than {max_indel} bases: indel_too_long" if max_indel else ""
+    lines = [
+        f'##INFO=<ID={LLR_KEY},Number=A,Type=Float,Description="MergeDNA SNV/MNV score per ALT: '
+        f'log p(alt) - log p(ref) of the masked base ({strands}; MNV: sum over the changed bases); '
+        f'lower = more damaging; . for indels and unscored ALTs (see {STATUS_KEY})">',
+        f'##INFO=<ID={EMBDIST_KEY},Number=A,Type=Float,Description="MergeDNA indel score per ALT: '
+        f'1 - cosine(mean per-base embedding of the reference window, of the alternate window) '
+        f'({strands}); 0 = no change, larger = larger change{too_long}; . for SNVs/MNVs and '
+        f'unscored ALTs">',
+    ]
+    if options.logprobs:
+        lines += [
+            f'##INFO=<ID={REF_LOGP_KEY},Number=A,Type=Float,Description="MergeDNA log p(ref) behind '
+            f'{LLR_KEY}: natural log, masked base ({strands}; MNV: sum over the changed bases)">',
+            f'##INFO=<ID={ALT_LOGP_KEY},Number=A,Type=Float,Description="MergeDNA log p(alt) behind '
+            f'{LLR_KEY}: natural log, masked base ({strands}; MNV: sum over the changed bases)">',
+        ]
+    backend = f",Backend={backend_name}" if backend_name else ""
+    return kept + lines + [
         f'##INFO=<ID={STATUS_KEY},Number=A,Type=String,Description="Why an ALT was or was not scored: {statuses}">',
         f'##INFO=<ID={METHOD_KEY},Number=A,Type=String,Description="Scoring method per ALT: '
         + "; ".join(f"{k} = {v}" for k, v in METHODS.items()) + '">',
         f"##mergedna_version={__version__}",
-        f"##mergedna_model=<Name={model_name},Sha256={sha256}>",
+        f"##mergedna_model=<Name={model_name},Sha256={sha256}{backend}>",
         f"##mergedna_window=<Context={context},Flank={flank},MaskSpacing={spacing}>",
         f"##mergedna_strand={options.strand}",
         f"##mergedna_command={command}",
@@ -241,10 +297,30 @@ def _format(score: float | None) -> str:
     return "." if score is None else f"{score:.4f}"
 
 
+def _format_embdist(score: float | None) -> str:
+    # cosine distances are small (about 1e-3): significant digits, not decimals
+    # (score is cosine - 1; the distance 1 - cosine is clamped at 0 against float rounding)
+    return "." if score is None else f"{max(0.0, -score):.4g}"
+
+
+def info_fields(jobs: list[AlleleJob], logprobs: bool) -> list[str]:
+    """Our INFO key=value pairs for one record (one value per ALT, '.' where not applicable)."""
+    llr = [j.score if j.method in ("snv_llr", "mnv_llr_sum") else None for j in jobs]
+    emb = [j.score if j.method == "indel_embedding_cosine" else None for j in jobs]
+    fields = [f"{LLR_KEY}=" + ",".join(_format(v) for v in llr),
+              f"{EMBDIST_KEY}=" + ",".join(_format_embdist(v) for v in emb)]
+    if logprobs:
+        fields += [f"{REF_LOGP_KEY}=" + ",".join(_format(j.ref_logp) for j in jobs),
+                   f"{ALT_LOGP_KEY}=" + ",".join(_format(j.alt_logp) for j in jobs)]
+    return fields + [f"{STATUS_KEY}=" + ",".join(j.status for j in jobs),
+                     f"{METHOD_KEY}=" + ",".join(j.method for j in jobs)]
+
+
 def _strip_own_info(variant: Variant) -> None:
+    """Remove every MDNA_* INFO key (an older output's MDNA_SCORE included) before ours go in."""
     info = variant.fields[7]
     if "MDNA_" in info:
-        kept = [kv for kv in info.split(";") if not kv.startswith(("MDNA_SCORE=", "MDNA_STATUS=", "MDNA_METHOD="))]
+        kept = [kv for kv in info.split(";") if not kv.startswith("MDNA_")]
         variant.fields[7] = ";".join(kept) or "."
 
 
@@ -257,47 +333,139 @@ class ScoreSummary:
     records: int = 0
     alleles: Counter = field(default_factory=Counter)
     resumed: int = 0  # records whose scores came from an earlier, killed run
+    written: int = 0  # records written (all but those dropped by --ref-mismatch skip)
+    ref_checks: Counter = field(default_factory=Counter)  # AlleleJob.ref_check per record
+    missing_contig: int = 0  # records on a contig the reference lacks
+    warnings: list[str] = field(default_factory=list)
+
+    def add(self, jobs: list[AlleleJob]) -> None:
+        self.records += 1
+        self.alleles.update(job.status for job in jobs)
+        if jobs[0].ref_check:
+            self.ref_checks[jobs[0].ref_check] += 1
+        if any(job.status == "contig_not_in_reference" for job in jobs):
+            self.missing_contig += 1
+
+    @property
+    def compared(self) -> int:
+        """Records whose REF was compared with the reference."""
+        return sum(self.ref_checks.values())
+
+    @property
+    def mismatches(self) -> int:
+        return sum(n for check, n in self.ref_checks.items() if check.startswith("mismatch"))
+
+    def fractions(self) -> dict:
+        compared = max(self.compared, 1)
+        return {"ref_mismatch": self.mismatches / compared,
+                "reference_is_n": self.ref_checks["reference_is_n"] / compared,
+                "contig_not_in_reference": self.missing_contig / max(self.records, 1)}
+
+    def check(self, threshold: float) -> list[str]:
+        """Warnings naming the likely cause when the REF checks point at the wrong reference."""
+        warnings = []
+        fractions, compared = self.fractions(), self.compared
+        if fractions["ref_mismatch"] > threshold:
+            mismatches = self.mismatches
+            left = sum(n for c, n in self.ref_checks.items() if c.startswith("mismatch") and "-1" in c)
+            right = sum(n for c, n in self.ref_checks.items() if c.startswith("mismatch") and "+1" in c)
+            cause = "is the reference the build the VCF was called on?"
+            n, side, how = max((left, "left", "POS is one too high"), (right, "right", "POS is one too low"))
+            if mismatches >= 5 and n >= 0.8 * mismatches:  # by chance: about 1 in 4 for SNVs
+                cause = (f"{n / mismatches:.0%} of them match the reference one base to the "
+                         f"{side}: {how} (a 0/1-based coordinate shift?)")
+            warnings.append(f"{fractions['ref_mismatch']:.1%} of records ({mismatches}/{compared}) have a "
+                            f"REF that differs from the reference; {cause}")
+        if fractions["reference_is_n"] > threshold:
+            warnings.append(f"{fractions['reference_is_n']:.1%} of records ({self.ref_checks['reference_is_n']}"
+                            f"/{compared}) fall on N bases of the reference: positions from another "
+                            f"build (hg19 positions on hg38?)")
+        if fractions["contig_not_in_reference"] > threshold:
+            warnings.append(f"{fractions['contig_not_in_reference']:.1%} of records ({self.missing_contig}/"
+                            f"{self.records}) are on contigs the reference lacks: another build or "
+                            f"naming scheme?")
+        return warnings
+
+    def as_json(self) -> dict:
+        return {"records": self.records, "records_written": self.written,
+                "records_resumed": self.resumed, "alleles": dict(self.alleles.most_common()),
+                "reference_check": {"records_compared": self.compared,
+                                    "ref_mismatch": self.mismatches,
+                                    "ref_mismatch_one_base_left": sum(
+                                        n for c, n in self.ref_checks.items() if "-1" in c),
+                                    "ref_mismatch_one_base_right": sum(
+                                        n for c, n in self.ref_checks.items() if "+1" in c),
+                                    "reference_is_n": self.ref_checks["reference_is_n"],
+                                    "contig_not_in_reference": self.missing_contig},
+                "fractions": {k: round(v, 6) for k, v in self.fractions().items()},
+                "warnings": self.warnings}
 
 
-def count_records(path: str) -> int:
-    return sum(1 for _ in VcfReader(path))
+def write_summary(path: str, summary: ScoreSummary, extra: dict) -> None:
+    text = json.dumps({**extra, **summary.as_json()}, indent=1) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
-def run_score(backend, reference: Reference, vcf: str, out: str, options: ScoreOptions,
+@dataclass
+class OutputSpec:
+    """What `score` writes: a VCF (output_type v/z/b/u) or a table (tsv, optionally gzipped, or
+    parquet), and the optional side files."""
+    path: str
+    table_format: str | None = None
+    output_type: str | None = None  # VcfWriter's; None: from the extension
+    compress: bool = False          # tables: gzip (.gz)
+    skipped: str | None = None
+    summary: str | None = None
+    summary_extra: dict = field(default_factory=dict)
+
+
+def count_records(path: str, regions=None) -> int:
+    return sum(1 for _ in VcfReader(path, regions))
+
+
+def run_score(backend, reference: Reference, vcf: str, out: str | OutputSpec, options: ScoreOptions,
               model_name: str, sha256: str, table_format: str | None = None, skipped: str | None = None,
               shard: tuple[int, int] | None = None, argv: list[str] | None = None, log=lambda m: None,
-              on_records=lambda n: None, restart: bool = False, embedding_backend=None) -> ScoreSummary:
+              on_records=lambda n: None, restart: bool = False, embedding_backend=None,
+              regions: list[VcfRegion] | None = None, backend_name: str | None = None) -> ScoreSummary:
     """Score `vcf` into `out`. With a file in and a file out the run is resumable: scores go to
-    `OUT.partial/` chunk by chunk and the output is assembled from them at the end (resume.py)."""
+    `OUT.partial/` chunk by chunk and the output is assembled from them at the end (resume.py).
+    `regions` (-r/-R) scores only the records overlapping them (an indexed input)."""
+    spec = out if isinstance(out, OutputSpec) else OutputSpec(out, table_format, skipped=skipped)
+    out = spec.path
     if shard and vcf == "-":
         raise UsageError("--shard needs a VCF file, not stdin (records are counted first)")
     scorer = Scorer(backend, reference, options, log, embedding_backend)
-    wanted = shard_range(count_records(vcf), shard) if shard else None
+    wanted = shard_range(count_records(vcf, regions), shard) if shard else None
     command = command_line(argv if argv is not None else sys.argv[1:])
+    backend_name = backend_name or getattr(backend, "name", None)
 
     def header(reader: VcfReader) -> list[str]:
         return header_lines(reader.meta_lines, model_name, sha256, scorer.context, scorer.flank, options,
-                            command)
+                            command, backend_name, scorer.max_indel)
 
     if vcf == "-" or out == "-":  # a stream cannot be resumed: score straight into the writer
-        reader = VcfReader(vcf)
+        reader = VcfReader(vcf, regions, log)
 
         def scored():
             for chunk in scorer.chunks(_selected(reader, wanted)):
                 yield from ((variant, jobs) for variant, _, jobs in chunk)
                 on_records(len(chunk))
-        return _write_output(scored(), reader, header(reader), out, options, table_format, skipped, log)
+        return _write_output(scored(), reader, header(reader), spec, options, log)
 
-    scoring = VcfReader(vcf)  # first: a missing or malformed VCF is reported as such
+    scoring = VcfReader(vcf, regions, log)  # first: a missing or malformed VCF is reported as such
     manifest = {"vcf": file_identity(vcf), "fasta": file_identity(reference.path),
-                "model": model_name, "weights_sha256": sha256, "backend": getattr(backend, "name", None),
+                "model": model_name, "weights_sha256": sha256, "backend": backend_name,
                 "shard": list(shard) if shard else None, "strand": options.strand,
                 "mask_spacing": options.mask_spacing, "flank": scorer.flank,
-                "ref_mismatch": options.ref_mismatch, "chunk_records": options.chunk_records}
+                "ref_mismatch": options.ref_mismatch, "chunk_records": options.chunk_records,
+                "regions": [[r.chrom, r.start, r.end] for r in regions] if regions is not None else None,
+                "chunk_format": CHUNK_FORMAT}
     with PartialDir(out, manifest, restart, log) as partial:
         remove_stale_temporaries(out)
-        if skipped:
-            remove_stale_temporaries(skipped)
+        for side in (spec.skipped, spec.summary):
+            if side:
+                remove_stale_temporaries(side)
         done = resumed = _finished_records(partial)
         if done:
             log(f"resuming: {done:,} records already scored in {partial.path}")
@@ -307,11 +475,10 @@ def run_score(backend, reference: Reference, vcf: str, out: str, options: ScoreO
             _save_chunk(partial, done, chunk)
             done += len(chunk)
             on_records(len(chunk))
-        reader = VcfReader(vcf)
-        summary = _write_output(_stored(partial, _selected(reader, wanted)), reader, header(reader), out,
-                                options, table_format, skipped, log)
+        reader = VcfReader(vcf, regions, log)
+        summary = _write_output(_stored(partial, _selected(reader, wanted)), reader, header(reader), spec,
+                                options, log, resumed)
         partial.remove()
-    summary.resumed = resumed
     return summary
 
 
@@ -319,7 +486,8 @@ def _selected(reader: VcfReader, wanted: range | None) -> Iterator[Variant]:
     return (v for v in reader if wanted is None or v.index in wanted)
 
 
-# -- chunks of a resumable run: one JSON line per record, [index, [[score, status, method], ...]] --
+# -- chunks of a resumable run: one JSON line per record,
+#    [index, [[score, status, method, ref_logp, alt_logp], ...], ref_check] --
 def _chunk_name(first: int, end: int) -> str:
     return f"chunk-{first:012d}-{end:012d}.jsonl"
 
@@ -338,7 +506,9 @@ def _finished_records(partial: PartialDir) -> int:
 
 
 def _save_chunk(partial: PartialDir, first: int, chunk) -> None:
-    lines = [json.dumps([variant.index, [[job.score, job.status, job.method] for job in jobs]])
+    lines = [json.dumps([variant.index,
+                         [[job.score, job.status, job.method, job.ref_logp, job.alt_logp] for job in jobs],
+                         jobs[0].ref_check])
              for variant, _, jobs in chunk]
     partial.write(_chunk_name(first, first + len(chunk)),
                   lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
@@ -350,8 +520,9 @@ def _stored(partial: PartialDir, variants: Iterator[Variant]) -> Iterator[tuple[
         for path in partial.chunks():
             with open(path) as handle:
                 for line in handle:
-                    index, jobs = json.loads(line)
-                    yield index, [AlleleJob(status, method, score) for score, status, method in jobs]
+                    index, jobs, ref_check = json.loads(line)
+                    yield index, [AlleleJob(status, method, score, ref_logp, alt_logp, ref_check)
+                                  for score, status, method, ref_logp, alt_logp in jobs]
 
     stored = results()
     for variant in variants:
@@ -365,48 +536,55 @@ def _stored(partial: PartialDir, variants: Iterator[Variant]) -> Iterator[tuple[
 
 
 def _write_output(records: Iterable[tuple[Variant, list[AlleleJob]]], reader: VcfReader, header: list[str],
-                  out: str, options: ScoreOptions, table_format: str | None, skipped: str | None,
-                  log=lambda m: None) -> ScoreSummary:
-    """Every record, in input order, to the VCF or table writer and the --skipped list."""
-    summary = ScoreSummary()
-    if table_format:
-        writer = ScoreTableWriter(out, table_format)
+                  spec: OutputSpec, options: ScoreOptions, log=lambda m: None, resumed: int = 0) -> ScoreSummary:
+    """Every record, in input order, to the VCF or table writer and the --skipped list; then the
+    run summary, whose wrong-reference warnings stop the run under --strict (nothing is written)."""
+    summary = ScoreSummary(resumed=resumed)
+    if spec.table_format:
+        writer = ScoreTableWriter(spec.path, spec.table_format, compress=spec.compress,
+                                  logprobs=options.logprobs)
     else:
-        writer = VcfWriter(out, log)
-        writer.write("\n".join(header + [reader.column_line]) + "\n")
-    skipped_list = SkippedWriter(skipped) if skipped else None
+        writer = VcfWriter(spec.path, log, spec.output_type)
+    skipped_list = None
     last = (None, -1)
     is_sorted = True
     try:
+        if not spec.table_format:
+            writer.write("\n".join(header + [reader.column_line]) + "\n")
+        skipped_list = SkippedWriter(spec.skipped) if spec.skipped else None
         for variant, jobs in records:
-            summary.records += 1
+            summary.add(jobs)
             key = (variant.chrom, variant.start)
             if key[0] == last[0] and key[1] < last[1]:
                 is_sorted = False
             last = key
             for alt, job in zip(variant.alts, jobs):
-                summary.alleles[job.status] += 1
                 if job.status != "ok" and skipped_list:
                     skipped_list.add(variant, alt, job.status)
             if options.ref_mismatch == "skip" and any(j.status == "ref_mismatch" for j in jobs):
                 continue
-            if table_format:
+            summary.written += 1
+            if spec.table_format:
                 writer.add(variant, jobs)
             else:
                 _strip_own_info(variant)
-                writer.write(variant.with_info([
-                    f"{SCORE_KEY}=" + ",".join(_format(j.score) for j in jobs),
-                    f"{STATUS_KEY}=" + ",".join(j.status for j in jobs),
-                    f"{METHOD_KEY}=" + ",".join(j.method for j in jobs)]) + "\n")
+                writer.write(variant.with_info(info_fields(jobs, options.logprobs)) + "\n")
+        summary.warnings = summary.check(options.warn_fraction)
+        if options.strict and summary.warnings:
+            if spec.summary:
+                write_summary(spec.summary, summary, spec.summary_extra)
+            raise InputError(f"--strict: {summary.warnings[0]}; no output written")
     except BaseException:
         writer.abort()
         if skipped_list:
             skipped_list.abort()
         raise
-    if table_format:
+    if spec.table_format:
         writer.close()
     else:
         writer.close(sorted_input=is_sorted)
     if skipped_list:
         skipped_list.close()
+    if spec.summary:
+        write_summary(spec.summary, summary, spec.summary_extra)
     return summary
