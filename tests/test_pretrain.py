@@ -156,3 +156,99 @@ def test_sigterm_saves_checkpoint_and_record(genome, tmp_path):
     step = int(latest.split("-")[1])
     record = json.loads((out / "training.json").read_text())
     assert step >= 3 and record["step"] == step and record["bases_seen"] == step * 4 * 128
+
+
+# -- repeat down-weighting: the FASTA's case as a per-base loss weight ----------------------------
+
+def _cased_fasta(tmp_path: Path) -> Path:
+    """Random sequence whose A and C bases are lower case, so case is a function of the base."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    seq = "".join(rng.choice(list("ACGT"), 3000))
+    fasta = tmp_path / "cased.fa"
+    fasta.write_text(">r\n" + seq.replace("A", "a").replace("C", "c") + "\n")
+    return fasta
+
+
+def test_corpus_keeps_the_case_and_its_cache_key_names_the_format(tmp_path, monkeypatch):
+    import numpy as np
+
+    from mergedna_cli.training import corpus as corpus_module
+
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">a\nacgtNNACGTnn\n")
+    corpus = Corpus.build([CorpusSource(str(fasta))], tmp_path / "cache")
+    assert list(corpus.soft) == [1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1]
+    assert list(corpus.ids[:4]) == [0, 1, 2, 3]  # lower case still reads as the base
+    key = corpus_module._cache_key([CorpusSource(str(fasta))], [])
+    monkeypatch.setattr(corpus_module, "CACHE_FORMAT", "older")
+    assert corpus_module._cache_key([CorpusSource(str(fasta))], []) != key  # old caches rebuild
+    assert np.asarray(corpus.soft).dtype == np.uint8
+
+
+@pytest.mark.parametrize("rc", [0.0, 1.0])
+def test_sampled_case_follows_the_window_and_its_reverse_complement(tmp_path, rc):
+    import numpy as np
+
+    corpus = Corpus.build([CorpusSource(str(_cased_fasta(tmp_path)))], tmp_path / "cache")
+    ids, soft = WindowSampler(corpus, 100, seed=3, reverse_complement_prob=rc).sample_batch(32)
+    lower = (0, 1) if rc == 0.0 else (3, 2)  # a, c; on the reverse strand their complements t, g
+    assert soft.shape == ids.shape and (soft == np.isin(ids, lower)).all()
+
+
+def test_repeat_weight_one_gives_exactly_the_unweighted_losses():
+    import torch
+
+    from mergedna_cli.model import MergeDNA, MergeDNAConfig, pretraining_losses
+
+    torch.manual_seed(0)
+    model = MergeDNA(MergeDNAConfig.preset("tiny"))
+    ids = torch.randint(0, 5, (3, 256))
+    plain = pretraining_losses(model, ids, 0.5, torch.Generator().manual_seed(1))
+    ones = pretraining_losses(model, ids, 0.5, torch.Generator().manual_seed(1), base_weight=torch.ones(3, 256))
+    for key in ("total", "mtr", "latent_mtr", "amtm", "masked_ce", "masked_acc"):
+        assert torch.equal(getattr(plain, key), getattr(ones, key)), key
+
+
+def test_repeat_weight_scales_only_the_lower_case_bases():
+    """Each loss is a weighted mean sum(w c) / sum(w u) over bases (u = 1 for a unit: a scored base
+    for MTR, a masked base for AMTM). From the losses with weights 1 on upper / 0 on lower case
+    (mean M0 over n0 units) and the reverse (M1 over n1), weight 0.1 on lower case must give
+    (n0 M0 + 0.1 n1 M1) / (n0 + 0.1 n1): the upper-case bases' contribution is unchanged."""
+    import torch
+
+    from mergedna_cli.alphabet import N_BASES
+    from mergedna_cli.model import MergeDNA, MergeDNAConfig, pretraining_losses
+
+    torch.manual_seed(0)
+    cfg = MergeDNAConfig.preset("tiny")
+    model = MergeDNA(cfg)
+    ids = torch.randint(0, 5, (3, 256))
+    lower = torch.rand(3, 256) < 0.4
+
+    def run(weight):
+        return pretraining_losses(model, ids, 0.5, torch.Generator().manual_seed(1), base_weight=weight)
+
+    upper_only, lower_only = run((~lower).float()), run(lower.float())
+    mixed = run(torch.where(lower, 0.1, 1.0))
+    # the masks of the tiny preset: uniform single bases, the generator's first draw
+    masked = (torch.rand(ids.shape, generator=torch.Generator().manual_seed(1)) < cfg.random_mask_fraction)
+    scored = ids < N_BASES
+    units = {"mtr": scored, "latent_mtr": scored, "amtm": masked}
+    for key, unit in units.items():
+        n0, n1 = float((unit & ~lower).sum()), float((unit & lower).sum())
+        m0, m1 = float(getattr(upper_only, key).detach()), float(getattr(lower_only, key).detach())
+        expected = (n0 * m0 + 0.1 * n1 * m1) / (n0 + 0.1 * n1)
+        assert float(getattr(mixed, key).detach()) == pytest.approx(expected, rel=1e-5), key
+        assert abs(float(getattr(mixed, key).detach()) - float(getattr(run(None), key).detach())) > 1e-4, key
+
+
+def test_repeat_weight_is_recorded(genome, tmp_path):
+    out = tmp_path / "rw"
+    run = mergedna(*train_args(genome, out, 2), "--repeat-weight", "0.1")
+    assert run.returncode == 0, run.stderr
+    info = json.loads((out / "training.json").read_text())
+    assert info["repeat_weight"] == 0.1 and info["settings"]["repeat_weight"] == 0.1
+    latest = out / "checkpoints" / (out / "checkpoints" / "latest").read_text().strip()
+    assert json.loads((latest / "trainer.json").read_text())["settings"]["repeat_weight"] == 0.1

@@ -38,6 +38,10 @@ def pretrain(
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in -o.")] = False,
     init_from: Annotated[Optional[Path], typer.Option(help="Start from this model directory's weights and config (a new optimizer and schedule; e.g. continued pre-training on a GPU).")] = None,
     precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
+    repeat_weight: Annotated[float, typer.Option(min=0.0, help="Loss weight of lower-case (soft-masked repeat) bases in all three losses; 1 = no down-weighting (GPN uses 0.1).")] = 1.0,
+    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the training step (default: on for CUDA, off on CPU).")] = None,
+    sampler: Annotated[str, typer.Option(help="Where windows are drawn: auto (device on CUDA), host or device.")] = "auto",
+    time_budget: Annotated[float, typer.Option(min=0.0, help="Wall seconds for the training steps: the step time measured during warm-up sets --steps so the cosine schedule completes (0: off).")] = 0.0,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Where the encoded corpus is cached (default: OUT/corpus_cache).")] = None,
     device: Device = "auto",
     threads: Threads = None,
@@ -58,6 +62,8 @@ def pretrain(
         raise UsageError("give either --val-fasta or --val-bed, not both")
     if precision not in ("auto", "fp32", "bf16"):
         raise UsageError(f"--precision must be auto, fp32 or bf16, got '{precision}'")
+    if sampler not in ("auto", "host", "device"):
+        raise UsageError(f"--sampler must be auto, host or device, got '{sampler}'")
     if threads:
         torch.set_num_threads(threads)
     if init_from is not None:
@@ -75,7 +81,8 @@ def pretrain(
     settings = PretrainSettings(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup,
                                 min_lr_ratio=min_lr_ratio, weight_decay=weight_decay, seed=seed,
                                 val_every=val_every, checkpoint_every=checkpoint_every, log_every=log_every,
-                                precision=precision)
+                                precision=precision, repeat_weight=repeat_weight, compile=compile,
+                                sampler=sampler, time_budget=time_budget)
     run(PretrainRequest(
         fasta=[str(p) for p in fasta], out_dir=str(out), config=cfg, settings=settings,
         weights=weight or [], val_fasta=str(val_fasta) if val_fasta else None,

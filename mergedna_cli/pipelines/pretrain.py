@@ -15,14 +15,14 @@ import torch.distributed as dist
 
 from ..alphabet import encode
 from ..errors import InputError, UsageError
-from ..io.fasta_records import iter_fasta_records
 from ..model import MergeDNA, MergeDNAConfig, load_model, save_model
 from ..model.files import weights_sha256
 from ..training.checkpoint import latest_checkpoint, load_checkpoint
-from ..training.corpus import Corpus, CorpusSource, WindowSampler, read_bed_intervals
+from ..training.corpus import (Corpus, CorpusSource, DeviceWindowSampler, WindowSampler, fasta_records,
+                               read_bed_intervals)
 from ..training.distributed import hardware_name, init_distributed
 from ..training.evaluation import held_out_windows
-from ..training.loop import PretrainSettings, make_optimizer, run_pretraining
+from ..training.loop import PretrainSettings, make_optimizer, run_pretraining, use_device_sampler
 from .progress import TrainingReporter
 
 
@@ -68,12 +68,12 @@ def parse_weights(paths: list[str], specs: list[str]) -> list[CorpusSource]:
 
 def _validation_ids(request: PretrainRequest) -> np.ndarray | None:
     if request.val_fasta:
-        return np.concatenate([encode(seq) for _, seq in iter_fasta_records(request.val_fasta)])
+        return np.concatenate([encode(seq) for _, seq in fasta_records(request.val_fasta)])
     if request.val_bed:
         wanted = read_bed_intervals(request.val_bed)
         pieces = []
         for path in request.fasta:
-            for name, seq in iter_fasta_records(path):
+            for name, seq in fasta_records(path):
                 pieces += [encode(seq[s:e]) for s, e in wanted.get(name, [])]
         if not pieces:
             raise InputError(f"no interval of --val-bed '{request.val_bed}' names a record of the FASTA inputs")
@@ -104,11 +104,14 @@ def run(request: PretrainRequest) -> dict:
         model, optimizer, start_state = load_checkpoint(
             existing, lambda m: make_optimizer(m, settings), device)
         old = start_state.pop("settings")
-        # Everything but the schedule length and logging cadence comes from the checkpoint.
+        # Everything but the schedule length, logging cadence and how the steps execute (compile,
+        # where windows are drawn, time budget) comes from the checkpoint.
         settings = PretrainSettings(**{**old, "steps": settings.steps, "betas": tuple(old["betas"]),
                                        "val_every": settings.val_every,
                                        "checkpoint_every": settings.checkpoint_every,
-                                       "log_every": settings.log_every})
+                                       "log_every": settings.log_every, "compile": settings.compile,
+                                       "sampler": settings.sampler,
+                                       "time_budget": settings.time_budget})
     else:
         if existing is not None:
             raise UsageError(f"'{out}' already holds checkpoints; pass --resume or choose a new -o")
@@ -131,7 +134,9 @@ def run(request: PretrainRequest) -> dict:
         dist.barrier()
     if rank != 0:
         corpus = Corpus.build(sources, cache_dir, excluded)
-    sampler = WindowSampler(corpus, model.config.context, seed=settings.seed * 1000 + rank)
+    seed = settings.seed * 1000 + rank
+    sampler = (DeviceWindowSampler(corpus, model.config.context, seed, device)
+               if use_device_sampler(settings, device) else WindowSampler(corpus, model.config.context, seed))
     val_ids = _validation_ids(request) if rank == 0 else None
     val_windows = (held_out_windows(val_ids, model.config.context, request.val_windows)
                    if val_ids is not None else None)
@@ -148,8 +153,11 @@ def run(request: PretrainRequest) -> dict:
             "sources": [{"path": s.path, "weight": s.weight, "bases": int(n)}
                         for s, n in zip(sources, lengths)],
             "exclude_bed": excluded, "val_fasta": request.val_fasta, "val_bed": request.val_bed,
-            "settings": asdict(settings), "step": state["step"], "bases_seen": state["bases_seen"],
+            "settings": asdict(settings), "repeat_weight": settings.repeat_weight,
+            "sampler": type(sampler).__name__,
+            "step": state["step"], "bases_seen": state["bases_seen"],
             "train_seconds": round(state["train_seconds"], 1),
+            **{key: state[key] for key in ("compile_seconds", "time_budget") if key in state},
             "this_run_wall_seconds": round(time.time() - started, 1),
             "world_size": world, "device": str(device),
             "hardware": hardware_name(device),

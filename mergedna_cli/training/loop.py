@@ -2,6 +2,13 @@
 
 Runs the same on one CPU, one GPU, or N processes under torchrun (each rank samples its own
 windows; gradients are averaged by DistributedDataParallel).
+
+On CUDA a step never waits for the host: windows are drawn on the GPU (DeviceWindowSampler),
+losses and the gradient norm stay device tensors until a log step, AdamW is fused, and the three
+passes run under bf16 autocast and (by default) torch.compile. Compiled graphs have static
+shapes and the merge layout depends on the compression, so with compile the per-step
+compression comes from three fixed values with the configured mean, sd and range
+(`compression_choices`) instead of a clipped normal: three graphs, no recompiles.
 """
 
 from __future__ import annotations
@@ -21,7 +28,6 @@ from torch import nn
 
 from ..model import MergeDNA, pretraining_losses, save_model
 from .checkpoint import save_checkpoint
-from .corpus import WindowSampler
 from .evaluation import masked_base_eval
 
 
@@ -40,6 +46,12 @@ class PretrainSettings:
     checkpoint_every: int = 250
     log_every: int = 10
     precision: str = "auto"       # auto | fp32 | bf16 (auto: bf16 where the hardware has it)
+    repeat_weight: float = 1.0    # loss weight of lower-case (soft-masked repeat) bases
+    compile: bool | None = None   # torch.compile the three passes; None: on CUDA only
+    sampler: str = "auto"         # host | device | auto (device on CUDA)
+    # > 0: wall seconds for this run's steps. The loop measures its step time during warm-up
+    # (the lr there does not depend on the total) and then sets `steps` so the cosine completes.
+    time_budget: float = 0.0
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup_steps:
@@ -49,12 +61,26 @@ class PretrainSettings:
         return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * cosine)
 
 
+def optimizer_options(device: torch.device) -> dict:
+    """Fused AdamW on CUDA (one kernel for all parameters); torch's default elsewhere."""
+    return {"fused": True} if torch.device(device).type == "cuda" else {}
+
+
 def make_optimizer(model: nn.Module, settings: PretrainSettings) -> torch.optim.AdamW:
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or "embed" in n]
+    device = next(model.parameters()).device
     return torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}],
-                             lr=settings.lr, betas=tuple(settings.betas))
+                             lr=settings.lr, betas=tuple(settings.betas), **optimizer_options(device))
+
+
+def use_compile(settings: PretrainSettings, device: torch.device) -> bool:
+    return device.type == "cuda" if settings.compile is None else bool(settings.compile)
+
+
+def use_device_sampler(settings: PretrainSettings, device: torch.device) -> bool:
+    return device.type == "cuda" if settings.sampler == "auto" else settings.sampler == "device"
 
 
 def use_bf16(settings: PretrainSettings, device: torch.device) -> bool:
@@ -72,13 +98,33 @@ class PretrainObjective(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, ids: torch.Tensor, compression: float):
-        return pretraining_losses(self.model, ids, compression)
+    def forward(self, ids: torch.Tensor, compression: float, base_weight: torch.Tensor | None = None):
+        return pretraining_losses(self.model, ids, compression, base_weight=base_weight)
 
 
 def sample_compression(model: MergeDNA, rng: np.random.Generator) -> float:
     mean, sd, low, high = model.config.train_compression
     return float(np.clip(rng.normal(mean, sd), low, high))
+
+
+def compression_choices(train_compression) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(values, probabilities): low, mean, high, with P(low) = P(high) set so the mean and sd are
+    those of the configured normal (before clipping), capped at 1/3 each."""
+    mean, sd, low, high = train_compression
+    values = tuple(sorted({round(low, 4), round(mean, 4), round(high, 4)}))
+    if len(values) == 1:
+        return values, (1.0,)
+    if len(values) == 2:
+        return values, (0.5, 0.5)
+    # P(low) * (mean - low)^2 + P(high) * (high - mean)^2 = sd^2 and P(low)(mean - low) = P(high)(high - mean)
+    p_low = min(1 / 3, sd * sd / ((mean - low) * (high - low)))
+    p_high = p_low * (mean - low) / (high - mean)
+    return values, (p_low, 1 - p_low - p_high, p_high)
+
+
+def sample_compression_fixed(model: MergeDNA, rng: np.random.Generator) -> float:
+    values, p = compression_choices(model.config.train_compression)
+    return float(values[rng.choice(len(values), p=p)])
 
 
 def _raise_interrupt(signum, frame):
@@ -106,9 +152,11 @@ class MetricsLog:
 
 
 def run_pretraining(model: MergeDNA, optimizer: torch.optim.Optimizer, settings: PretrainSettings,
-                    sampler: WindowSampler, out_dir: Path, val_windows: np.ndarray | None,
+                    sampler, out_dir: Path, val_windows: np.ndarray | None,
                     start_state: dict | None, reporter) -> dict:
-    """Train until settings.steps; returns the final trainer state. `reporter` shows progress."""
+    """Train until settings.steps; returns the final trainer state. `reporter` shows progress.
+
+    `sampler`: WindowSampler or DeviceWindowSampler (both have sample_tensors, rng and state)."""
     rank = dist.get_rank() if dist.is_initialized() else 0
     world = dist.get_world_size() if dist.is_initialized() else 1
     device = next(model.parameters()).device
@@ -116,6 +164,10 @@ def run_pretraining(model: MergeDNA, optimizer: torch.optim.Optimizer, settings:
     if world > 1:
         objective = nn.parallel.DistributedDataParallel(
             objective, device_ids=[device.index] if device.type == "cuda" else None)
+    compiled = use_compile(settings, device)
+    if compiled:
+        objective = torch.compile(objective)
+    draw_compression = sample_compression_fixed if compiled else sample_compression
     state = dict(start_state or {"step": 0, "bases_seen": 0, "train_seconds": 0.0})
     if "sampler" in state:
         sampler.set_state(state["sampler"][rank] if isinstance(state["sampler"], list) else state["sampler"])
@@ -123,10 +175,26 @@ def run_pretraining(model: MergeDNA, optimizer: torch.optim.Optimizer, settings:
     if rank == 0:
         truncate_metrics(metrics.path, state["step"])
     bf16 = use_bf16(settings, device)
+    weighted = settings.repeat_weight != 1.0
     bases_per_step = settings.batch_size * sampler.context * world
     step = state["step"]
-    window_start, window_bases, window_steps, data_seconds = time.perf_counter(), 0, 0, 0.0
-    sums: dict[str, float] = {}
+
+    def batch():
+        ids, soft = sampler.sample_tensors(settings.batch_size, device)
+        weight = torch.where(soft, settings.repeat_weight, 1.0) if weighted else None
+        return ids, weight
+
+    def forward(ids, compression, weight):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            return objective(ids, compression, weight)
+
+    if compiled:  # compile every graph now, not inside the timed steps; no optimizer step
+        t0 = time.perf_counter()
+        ids, weight = batch()
+        for compression in compression_choices(model.config.train_compression)[0]:
+            forward(ids, compression, weight).total.backward()
+        optimizer.zero_grad(set_to_none=True)
+        state["compile_seconds"] = round(state.get("compile_seconds", 0.0) + time.perf_counter() - t0, 1)
 
     def checkpoint() -> None:
         states = [None] * world
@@ -139,38 +207,63 @@ def run_pretraining(model: MergeDNA, optimizer: torch.optim.Optimizer, settings:
                             {**state, "sampler": states, "settings": asdict(settings)})
             save_model(model, out_dir)
 
+    # time budget: probe the step time between these two steps (both inside warm-up), then fix steps
+    budget_end = time.perf_counter() + settings.time_budget if settings.time_budget > 0 else None
+    probe_from = step + min(5, max(1, settings.warmup_steps // 4))
+    probe_to = step + max(probe_from - step + 1, min(settings.warmup_steps, 30))
+    probe_t0 = None
+
     reporter.start(total=settings.steps, completed=step)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupt)  # schedulers send SIGTERM: save, then stop
+    window_start, window_bases, window_steps, data_seconds = time.perf_counter(), 0, 0, 0.0
+    sums: dict[str, torch.Tensor] = {}
     try:
         while step < settings.steps:
             t0 = time.perf_counter()
-            compression = sample_compression(model, sampler.rng)
-            ids = torch.from_numpy(sampler.sample(settings.batch_size).astype(np.int64)).to(device)
+            compression = draw_compression(model, sampler.rng)
+            ids, weight = batch()
             data_seconds += time.perf_counter() - t0
             for group in optimizer.param_groups:
                 group["lr"] = settings.lr_at(step)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                losses = objective(ids, compression)
+            losses = forward(ids, compression, weight)
             optimizer.zero_grad(set_to_none=True)
             losses.total.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip, foreach=True)
             optimizer.step()
             step += 1
             state["step"] = step
             window_bases += bases_per_step
             window_steps += 1
             state["bases_seen"] += bases_per_step
+            # device tensors: summed without waiting for the GPU, read at log steps only
             for key in ("total", "mtr", "latent_mtr", "amtm", "masked_ce", "masked_acc"):
-                sums[key] = sums.get(key, 0.0) + float(getattr(losses, key).detach())
-            sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm)
+                value = getattr(losses, key).detach().float()
+                sums[key] = sums[key] + value if key in sums else value
+            sums["grad_norm"] = sums["grad_norm"] + grad_norm.detach() if "grad_norm" in sums else grad_norm.detach().float()
+            if budget_end is not None and step in (probe_from, probe_to):
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                if step == probe_from:
+                    probe_t0 = time.perf_counter()
+                else:
+                    step_seconds = (time.perf_counter() - probe_t0) / (probe_to - probe_from)
+                    settings.steps = fit_steps(step, budget_end - time.perf_counter(), step_seconds, world)
+                    state["time_budget"] = {"probe_step_seconds": round(step_seconds, 5),
+                                            "steps": settings.steps, "at_step": step}
+                    bar = getattr(reporter, "_progress", None)  # the progress bar learns the new total
+                    if bar is not None:
+                        bar.update(reporter._task, total=settings.steps)
             if step % settings.log_every == 0 or step == settings.steps:
+                values = {k: float(v) / window_steps for k, v in sums.items()}  # the one host sync
                 elapsed = time.perf_counter() - window_start
-                n = window_steps
                 row = {"step": step, "bases_seen": state["bases_seen"], "lr": settings.lr_at(step - 1),
-                       **{k: round(v / n, 5) for k, v in sums.items()},
+                       **{k: round(v, 5) for k, v in values.items()},
                        "bases_per_s": round(window_bases / elapsed, 1),
                        "data_fraction": round(data_seconds / elapsed, 4)}
+                misses = getattr(sampler, "n_filter_misses", None)
+                if misses is not None and int(misses):
+                    row["n_filter_misses"] = int(misses)
                 state["train_seconds"] += elapsed
                 metrics.write(row)
                 reporter.update(step, row)
@@ -194,3 +287,14 @@ def run_pretraining(model: MergeDNA, optimizer: torch.optim.Optimizer, settings:
         return state
     reporter.stop()
     return state
+
+
+def fit_steps(step: int, seconds_left: float, step_seconds: float, world: int) -> int:
+    """Total steps that fit the time left (90 % of it: validation, checkpoints and the final save
+    take the rest); every rank takes rank 0's number."""
+    steps = step + max(1, int(0.9 * seconds_left / step_seconds))
+    if world > 1:
+        total = torch.tensor([steps], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+        dist.broadcast(total, 0)
+        steps = int(total)
+    return steps
