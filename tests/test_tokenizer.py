@@ -267,8 +267,8 @@ def test_tokenizer_merge_steps_respect_shifted_windows(any_tokenizer_model, monk
 
     calls = []
 
-    def spy(state, group, target, layout, window, window_offset):
-        new_state, new_index = merge_adjacent(state, group, target, layout, window, window_offset)
+    def spy(state, group, target, layout, window, window_offset, chunk=0):
+        new_state, new_index = merge_adjacent(state, group, target, layout, window, window_offset, chunk)
         calls.append((window, window_offset, new_index.clone(), state.valid.clone()))
         return new_state, new_index
 

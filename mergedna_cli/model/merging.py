@@ -17,6 +17,10 @@ NEG_INF = float("-inf")
 # Window-crossing edges are only a fallback when a row has too few legal edges to meet its
 # budget (only possible under extreme masking); cosine scores live in [-1, 1], so -4 ranks them last.
 WINDOW_PENALTY = 4.0
+# Merge priorities are ranked on this grid (steps per unit of cosine score); see merge_order_key.
+SCORE_GRID = 1024
+# Illegal edges (priority -inf) rank below every legal one, window-crossing ones included.
+LOWEST_PRIORITY = -8.0
 
 
 @dataclass
@@ -45,18 +49,34 @@ def unit_rows(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def _rank_desc(priority: torch.Tensor) -> torch.Tensor:
-    """Rank of each entry in its row, 0 = highest priority.
+def merge_order_key(priority: torch.Tensor) -> torch.Tensor:
+    """Integer sort key (B, T) of merge candidates, higher = merged first: the priority rounded to
+    a grid of 1/SCORE_GRID, then the leftmost position.
 
-    A tiny left-favouring tie-breaker (1e-6 per position, far below any meaningful score gap)
-    makes equal scores, as in homopolymers, rank identically in PyTorch and ONNX Runtime.
-    topk over the whole row is a full sort that exports to ONNX (argsort(stable=True) does not).
+    Scores that differ by less than a grid step tie and are decided by position, so the float
+    noise between kernels (different summation orders, ~1e-7 to 1e-6) can change a decision only
+    where a score sits within that noise of a grid line. Exact integer keys keep the position
+    tie-break exact in PyTorch and ONNX Runtime alike.
     """
     T = priority.shape[1]
-    key = priority - torch.arange(T, device=priority.device, dtype=priority.dtype) * 1e-6
+    level = torch.round(priority.clamp(min=LOWEST_PRIORITY) * SCORE_GRID).long()
+    from_right = (T - 1) - torch.arange(T, device=priority.device)
+    return level * T + from_right
+
+
+def _rank_desc(key: torch.Tensor) -> torch.Tensor:
+    """Rank of each entry in its row, 0 = highest key (keys are distinct: merge_order_key).
+    topk over the whole row is a full sort that exports to ONNX (argsort(stable=True) does not)."""
+    T = key.shape[1]
     order = key.topk(T, dim=1).indices
-    ranks = torch.arange(T, device=priority.device).expand_as(order)
+    ranks = torch.arange(T, device=key.device).expand_as(order)
     return torch.empty_like(order).scatter_(1, order, ranks)
+
+
+def chunk_of(pos: torch.Tensor, chunk: int, n_chunks: int) -> torch.Tensor:
+    """Budget chunk (B, T) of every token from its mean base position. A token never spans two
+    chunks, so its mean lies inside its own; the half-base shift keeps rounding off the edges."""
+    return torch.div(pos + 0.5, chunk, rounding_mode="floor").long().clamp(0, n_chunks - 1)
 
 
 def _layout(static_len: int, new_index: torch.Tensor, valid: torch.Tensor) -> int:
@@ -118,11 +138,13 @@ def pool(state: TokenState, new_index: torch.Tensor, layout: int, merged: torch.
 
 
 def merge_adjacent(state: TokenState, group: torch.Tensor, target: torch.Tensor, layout: int,
-                   window: int, window_offset: int) -> tuple[TokenState, torch.Tensor]:
+                   window: int, window_offset: int, chunk: int = 0) -> tuple[TokenState, torch.Tensor]:
     """One local merge step: join right-neighbour pairs until each row has `target` real tokens.
 
     group (B, T, G): grouping projections; the score of edge (t, t+1) is their cosine similarity.
-    target (B,): real tokens each row keeps. Returns the new state and the old -> new index.
+    target (B,): real tokens each row keeps; or, with `chunk` > 0, (B, n_chunks): real tokens each
+    chunk of `chunk` bases keeps, and no merge crosses a chunk edge. Returns the new state and the
+    old -> new index.
     Rules: only adjacent tokens merge; never across PAD or a mask boundary; not across a window
     boundary (windows of `window` tokens starting at -window_offset).
     """
@@ -130,12 +152,27 @@ def merge_adjacent(state: TokenState, group: torch.Tensor, target: torch.Tensor,
     g = unit_rows(group)
     score = (g[:, :-1] * g[:, 1:]).sum(-1)  # (B, T-1), edge t joins tokens t and t+1
     legal = state.valid[:, :-1] & state.valid[:, 1:] & (state.masked[:, :-1] == state.masked[:, 1:])
+    if chunk:
+        token_chunk = chunk_of(state.pos, chunk, target.shape[1])
+        legal = legal & (token_chunk[:, :-1] == token_chunk[:, 1:])
     edge = torch.arange(1, T, device=score.device)
     inside_window = (edge + window_offset) % window != 0
     priority = torch.where(inside_window, score, score - WINDOW_PENALTY).masked_fill(~legal, NEG_INF)
+    key = merge_order_key(priority)
 
-    n_merge = (state.valid.sum(1) - target).clamp(min=0)  # (B,)
-    join = (_rank_desc(priority) < n_merge[:, None]) & legal  # (B, T-1)
+    if chunk:  # rank inside each chunk: chunk-major keys, then ranks counted from the chunk's first edge
+        n_chunks = target.shape[1]
+        edge_chunk = token_chunk[:, :-1]
+        key = key - edge_chunk * (4 * int(-LOWEST_PRIORITY) * SCORE_GRID * T)
+        edges_per_chunk = torch.zeros_like(target).scatter_add(1, edge_chunk, torch.ones_like(edge_chunk))
+        first_rank = edges_per_chunk.cumsum(1) - edges_per_chunk
+        rank = _rank_desc(key) - first_rank.gather(1, edge_chunk)
+        tokens_per_chunk = torch.zeros_like(target).scatter_add(1, token_chunk, state.valid.long())
+        n_merge = (tokens_per_chunk - target).clamp(min=0).gather(1, edge_chunk)  # (B, T-1)
+    else:
+        rank = _rank_desc(key)
+        n_merge = (state.valid.sum(1) - target).clamp(min=0)[:, None]  # (B, 1)
+    join = (rank < n_merge) & legal  # (B, T-1)
 
     starts_new = torch.cat((torch.ones_like(join[:, :1]), ~join), dim=1).long()  # (B, T)
     new_index = starts_new.cumsum(1) - 1
@@ -158,7 +195,7 @@ def merge_bipartite(state: TokenState, group: torch.Tensor, target: torch.Tensor
     best, match = sim.max(dim=-1)  # (B, TA)
     legal = state.valid[:, 0::2] & torch.isfinite(best)
     n_merge = (state.valid.sum(1) - target).clamp(min=0)
-    join_a = (_rank_desc(best.masked_fill(~legal, NEG_INF)) < n_merge[:, None]) & legal
+    join_a = (_rank_desc(merge_order_key(best.masked_fill(~legal, NEG_INF))) < n_merge[:, None]) & legal
 
     a_pos = torch.arange(0, T, 2, device=state.x.device).expand(B, -1)
     keep = torch.ones(B, T, dtype=torch.bool, device=state.x.device).scatter(1, a_pos, ~join_a)

@@ -33,6 +33,12 @@ def _schedule(n, final, step: int, steps: int):
     return n - ((n - final) * (step + 1)) // steps
 
 
+def _layout_after(parts, step: int, steps: int):
+    """Tensor length after merge step `step`: the sum of every budget part's schedule,
+    parts = [(bases, final tokens, how many such parts)]."""
+    return sum(_schedule(n, final, step, steps) * count for n, final, count in parts)
+
+
 @dataclass
 class LocalTokens:
     """Output of the learned tokenizer: token state (B, L, ...) and the base -> token map (B, N)."""
@@ -111,20 +117,42 @@ class MergeDNA(nn.Module):
                            pos=positions.float().expand(B, N), valid=base_valid,
                            masked=ids == MASK)
         base2tok = positions.expand(B, N)
-        n_real = base_valid.sum(1)
-        final = exact_budget_targets(n_real, c, _RATIO_DEN)
-        final_layout = exact_budget_targets(N, c, _RATIO_DEN)
+        final, final_layout, keep = self._merge_budget(base_valid, c)
         steps = len(self.local_encoder)
+        chunk = cfg.merge_chunk if cfg.merge_budget == "chunk" else 0
         for step, (block, group) in enumerate(zip(self.local_encoder, self.local_group)):
             state.x = block.attend(state.x, self.rotary(state.pos), state.valid)
             offset = (step % 2) * (cfg.window // 2)  # shift windows so no boundary is permanent
             state, new_index = merge_adjacent(
-                state, group(block.mlp_norm(state.x)), _schedule(n_real, final, step, steps),
-                _schedule(N, final_layout, step, steps), cfg.window, offset)
+                state, group(block.mlp_norm(state.x)), _schedule(keep, final, step, steps),
+                _layout_after(final_layout, step, steps), cfg.window, offset, chunk)
             # compose maps: base -> old -> new token (clamp only moves PAD bases off the dummy slot)
             base2tok = new_index.gather(1, base2tok).clamp(max=state.x.shape[1] - 1)
             state.x = block.feed_forward(state.x)
         return LocalTokens(state, base2tok, base_valid)
+
+    def _merge_budget(self, base_valid: torch.Tensor, c: int):
+        """The tokenizer's budget: (final real tokens, [(bases, final layout)] parts, start counts).
+
+        "row": each row keeps round(c * n) of its n real bases; "chunk": each merge_chunk bases
+        keep round(c * n_chunk) of theirs, (B, n_chunks). The layout (tensor length) comes from the
+        shape in integer arithmetic, so the graph exports with dynamic length: full chunks plus the
+        remainder, whose share may round up by one slot (a harmless empty slot).
+        """
+        cfg = self.config
+        B, N = base_valid.shape
+        if cfg.merge_budget != "chunk":
+            n_real = base_valid.sum(1)
+            return exact_budget_targets(n_real, c, _RATIO_DEN), [(N, exact_budget_targets(N, c, _RATIO_DEN), 1)], n_real
+        C = cfg.merge_chunk
+        n_chunks = (N + C - 1) // C
+        base_chunk = (torch.arange(N, device=base_valid.device) // C).expand(B, N)
+        n_real = torch.zeros(B, n_chunks, dtype=torch.long, device=base_valid.device).scatter_add(
+            1, base_chunk, base_valid.long())
+        final = exact_budget_targets(n_real, c, _RATIO_DEN).masked_fill(n_real == 0, 0)
+        full, rest = N // C, N - (N // C) * C
+        parts = [(C, exact_budget_targets(C, c, _RATIO_DEN), full), (rest, exact_budget_targets(rest, c, _RATIO_DEN), 1)]
+        return final, parts, n_real
 
     # -- latent encoder -----------------------------------------------------------------------
     def encode_latent(self, tokens: LocalTokens, merge_ratio: float | None = None
