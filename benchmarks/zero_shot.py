@@ -1,32 +1,37 @@
-"""Zero-shot BRCA1 variant-effect benchmark: MergeDNA vs the bidirectional k-mer baseline.
+"""Model-quality harness: does a MergeDNA model directory know any biology?
 
     python benchmarks/zero_shot.py --model models/mergedna-small --threads 2 --json out.json
+    python benchmarks/zero_shot.py --model DIR --quick --json out.json     # seconds, a smoke test
 
-Sets (GRCh38 chr17, SNVs only, INFO LABEL=1 is the positive class):
-- sge:     Findlay et al. 2018 BRCA1 saturation genome editing, shared part (2,725 SNVs; LABEL=1 = LOF)
-- clinvar: ClinVar 2018-07 BRCA1 SNVs, shared part (284 SNVs; LABEL=1 = pathogenic/likely pathogenic)
+For one model directory it reports, all from the same scores users get:
 
-MergeDNA score: what `mergedna score --format tsv` writes, computed with `run_score` (SNV: the
-base masked, log p(alt) - log p(ref), averaged over both strands with --strand both; shared
-passes with --mask-spacing S, one position per pass with --mask-spacing 0). The TSV carries 4
-decimals, as users get it.
+- BRCA1 variant effects, scored exactly as `mergedna score` scores SNVs (`run_score`: the base
+  masked, log p(alt) - log p(ref), mean of both strands, one position per masked pass; the TSV
+  carries 4 decimals, as users get it). Sets (GRCh38 chr17, SNVs, INFO LABEL=1 positive):
+  sge = Findlay et al. 2018 saturation genome editing, shared part (2,725 SNVs, LABEL=1 = LOF);
+  clinvar = ClinVar 2018-07 BRCA1 SNVs, shared part (284 SNVs, LABEL=1 = pathogenic).
+  For each set: AUROC of -score for LABEL=1 (lower score = more damaging) with a 95% bootstrap
+  interval; on sge also the AUROC within each consequence class (INFO CONSEQUENCE), and two
+  grammar contrasts that need no assay labels: P(-score of a nonsense SNV > that of a synonymous
+  one) and the same for canonical splice vs intronic, each with a bootstrap interval.
+- held-out human chr20 masked-base accuracy / cross-entropy, forward strand and both strands
+  (`masked_base_eval` at benchmarks/pretrain_eval.py's protocol: every 32nd base at least 16 from
+  a window edge, --heldout-phases offsets, all 1,953 windows of 512 unless --heldout-windows).
+- optionally, with --calibration TABLE (benchmarks/calibration.py), every metric again for the
+  calibrated score, score - E[score | 5-mer context, alt].
+- optionally (--kmer), the bidirectional k-mer baseline scored the same way, fitted on exactly
+  the model's training data: the sources, weights and excluded BED regions of
+  `<model>/training.json`, resolved by `training_sources` of benchmarks/pretrain_eval.py (its
+  fallback without that file: the corpus folders minus held-out chr20, human_* weight 10, and the
+  recipe's BRCA1 +-50 kb exclusion). k and the per-order alphas are chosen on the last 10% of every
+  record, then refitted on all of it. A check reports variant sites seen in its training data.
 
-k-mer score: the same quantity, log p(alt) - log p(ref) at the variant position, from the
-bidirectional k-mer context model (it never reads the centre base). It is fitted on exactly the
-shipped model's training data: the sources, per-file weights and excluded BED regions recorded in
-`<model>/training.json`, resolved by `training_sources` of benchmarks/pretrain_eval.py (without
-that file, its fallback: every *.fa.gz of the pre-training corpus folders except the held-out
-human chr20 file, human_* weighted 10, and the recipe's BRCA1 +-50 kb exclusion
-`models/recipes/exclude_brca1_locus.bed`). A check reports how many variant sites lie in the
-training records without being excluded (should be 0). k and the per-order
-alphas are chosen on the last 10% of every training record, then it is refitted on all the data
-(as in benchmarks/pretrain_eval.py). The k-mer counts are taken on both strands, so the model is
-strand-symmetric; with --strand both the score is still averaged over the forward and
-reverse-complement look-ups (identical up to rounding; the largest difference is printed).
+--json writes everything, with the model's name, parameter count, bases seen and hardware (from
+`<model>/training.json` when present), the weights' sha256 and every variant's score, so
+benchmarks/model_ladder.py and benchmarks/calibration.py reuse a run instead of rescoring.
 
-AUROC: of -score predicting LABEL=1 (lower score = more damaging), rank-based with ties
-averaged; 95% intervals from a paired bootstrap over variants (--bootstrap). Spearman: between
-the two scores (and, for the SGE set, of each score with the SGE function score).
+AUROC is rank-based with ties averaged; intervals are 95% percentile intervals over --bootstrap
+resamples of the variants (seeded).
 """
 
 from __future__ import annotations
@@ -57,12 +62,16 @@ SETS = {
     "clinvar": (SHARED / "clinvar_brca1_2018" / "variants.vcf.gz", "pathogenic (ClinVar 2018)"),
 }
 HELDOUT = SHARED / "pretrain_corpus" / "human_GRCh37_chr20_1Mb_vg1kgp.fa.gz"
+# (key, class ranked first, class ranked second): AUROC that -score puts the first above the second
+CONTRASTS = [("nonsense_vs_synonymous", "Nonsense", "Synonymous"),
+             ("canonical_splice_vs_intronic", "Canonical splice", "Intronic")]
+HARNESS_VERSION = 1
+QUICK = {"limit": 200, "bootstrap": 100, "heldout_windows": 8}
 PUBLISHED = [
     "published zero-shot AUROC on this SGE set: Evo 2 1B/7B notebooks ~0.73-0.74, largest Evo 2 "
     "~0.88 (NOT measured here: other models, reported on the full Findlay 2018 table, of which "
     "the shared set is a 70% subset)",
 ]
-
 
 # ---------------------------------------------------------------------------------------------
 # metrics (numpy only)
@@ -121,9 +130,11 @@ def bootstrap_auroc(scores: dict[str, np.ndarray], labels: np.ndarray, n: int, s
 
 
 def json_safe(obj):
-    """NaN/inf -> None, numpy scalars -> Python, recursively (strict JSON)."""
+    """NaN/inf -> None, numpy scalars and arrays -> Python, recursively (strict JSON)."""
     if isinstance(obj, dict):
         return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
     if isinstance(obj, (list, tuple)):
         return [json_safe(v) for v in obj]
     if isinstance(obj, (np.integer,)):
@@ -132,6 +143,76 @@ def json_safe(obj):
         return float(obj) if np.isfinite(obj) else None
     return obj
 
+
+
+def bootstrap_interval(statistic, n_items: int, n_boot: int, seed: int = 0) -> list[float] | None:
+    """95% percentile interval of statistic(indices) over `n_boot` resamples of range(n_items);
+    None without resamples or when every resample is undefined (NaN)."""
+    if n_boot <= 0 or n_items == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    draws = np.array([statistic(rng.integers(0, n_items, n_items)) for _ in range(n_boot)])
+    if not np.isfinite(draws).any():
+        return None
+    return np.nanpercentile(draws, [2.5, 97.5]).tolist()
+
+
+def auroc_ci(predictor: np.ndarray, labels: np.ndarray, n_boot: int, seed: int = 0) -> dict:
+    """AUROC of `predictor` for `labels` (NaN predictors dropped), its 95% bootstrap interval and
+    the counts it rests on."""
+    predictor = np.asarray(predictor, np.float64)
+    labels = np.asarray(labels).astype(bool)
+    ok = np.isfinite(predictor)
+    p, y = predictor[ok], labels[ok]
+    result = {"auroc": auroc(p, y), "ci95": None, "n": int(len(p)), "n_positive": int(y.sum())}
+    if np.isfinite(result["auroc"]):
+        result["ci95"] = bootstrap_interval(lambda i: auroc(p[i], y[i]), len(p), n_boot, seed)
+    return result
+
+
+def paired_difference_ci(pred_a: np.ndarray, pred_b: np.ndarray, labels: np.ndarray, n_boot: int,
+                         seed: int = 0) -> dict:
+    """AUROC(pred_a) - AUROC(pred_b) on the same items, with a paired bootstrap interval."""
+    a, b = np.asarray(pred_a, np.float64), np.asarray(pred_b, np.float64)
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b, y = a[ok], b[ok], np.asarray(labels).astype(bool)[ok]
+    diff = lambda i: auroc(a[i], y[i]) - auroc(b[i], y[i])  # noqa: E731
+    return {"difference": diff(np.arange(len(y))),
+            "ci95": bootstrap_interval(diff, len(y), n_boot, seed), "n": int(len(y))}
+
+
+def class_aurocs(predictor: np.ndarray, labels: np.ndarray, classes: np.ndarray, n_boot: int,
+                 seed: int = 0) -> dict[str, dict]:
+    """auroc_ci within each class (sorted by name); AUROC is None where a class lacks positives
+    or negatives."""
+    classes = np.asarray(classes)
+    return {str(c): auroc_ci(np.asarray(predictor)[classes == c], np.asarray(labels)[classes == c],
+                             n_boot, seed)
+            for c in sorted(set(classes.tolist()))}
+
+
+def contrast_auroc(predictor: np.ndarray, classes: np.ndarray, first: str, second: str, n_boot: int,
+                   seed: int = 0) -> dict:
+    """P(predictor of a `first`-class item > that of a `second`-class item), ties 1/2, with its
+    bootstrap interval; items of other classes are left out."""
+    classes = np.asarray(classes)
+    keep = (classes == first) | (classes == second)
+    result = auroc_ci(np.asarray(predictor)[keep], classes[keep] == first, n_boot, seed)
+    result["first"], result["second"] = first, second
+    return result
+
+
+def set_metrics(scores: np.ndarray, labels: np.ndarray, classes: np.ndarray | None, n_boot: int,
+                seed: int = 0) -> dict:
+    """Every quality metric of one variant set for one score (lower = more damaging): overall
+    AUROC, and with consequence classes the per-class AUROCs and the grammar contrasts."""
+    predictor = -np.asarray(scores, np.float64)
+    out: dict = {"auroc": auroc_ci(predictor, labels, n_boot, seed)}
+    if classes is not None:
+        out["by_consequence"] = class_aurocs(predictor, labels, classes, n_boot, seed)
+        out["contrasts"] = {key: contrast_auroc(predictor, classes, first, second, n_boot, seed)
+                            for key, first, second in CONTRASTS}
+    return out
 
 # ---------------------------------------------------------------------------------------------
 # variant sets
@@ -160,6 +241,14 @@ def write_vcf(path: Path, meta: list[str], column_line: str, variants) -> None:
         for v in variants:
             out.write("\t".join(v.fields) + "\n")
 
+
+
+def consequences(infos: list[dict]) -> np.ndarray | None:
+    """Consequence class per variant from INFO CONSEQUENCE, spelled as in variants.tsv
+    ('Canonical_splice' -> 'Canonical splice'); None for a set without that key."""
+    if not infos or "CONSEQUENCE" not in infos[0]:
+        return None
+    return np.array([info.get("CONSEQUENCE", "").replace("_", " ") for info in infos])
 
 # ---------------------------------------------------------------------------------------------
 # MergeDNA scores through the CLI's run_score
@@ -190,6 +279,57 @@ def model_scores(backend, embedding_backend, reference, vcf: Path, variants, arg
             scores[i] = float(row["score"])
     return scores, dict(summary.alleles), seconds
 
+
+
+# ---------------------------------------------------------------------------------------------
+# the model directory and its held-out quality
+
+def parameter_count(model_dir: Path) -> int:
+    """Numbers stored in the weights file (read from its header, no model built)."""
+    from safetensors import safe_open
+
+    from mergedna_cli.model.files import WEIGHTS_FILE
+    with safe_open(str(model_dir / WEIGHTS_FILE), framework="numpy") as weights:
+        return int(sum(np.prod(weights.get_slice(k).get_shape()) for k in weights.keys()))  # noqa: SIM118
+
+
+def model_info(model_dir: Path) -> dict:
+    """Name, size, weights sha256 and training record (bases seen, hardware) of a model dir."""
+    from mergedna_cli.model.files import load_config, weights_sha256
+
+    config = load_config(model_dir)
+    record = model_dir / "training.json"
+    training = json.loads(record.read_text()) if record.is_file() else {}
+    return {"name": model_dir.resolve().name, "dir": str(model_dir), "preset": config.name,
+            "context": config.context, "parameters": parameter_count(model_dir),
+            "weights_sha256": weights_sha256(model_dir), "bases_seen": training.get("bases_seen"),
+            "steps": training.get("step"), "hardware": training.get("hardware"),
+            "train_device": training.get("device"), "train_seconds": training.get("train_seconds")}
+
+
+def heldout_quality(model_dir: Path, fasta: str, max_windows: int, phases: int, device: str) -> dict:
+    """Masked-base accuracy / CE on held-out sequence, forward strand and both strands, with the
+    functions and protocol of benchmarks/pretrain_eval.py (spacing 32, margin 16)."""
+    import torch
+
+    from mergedna_cli.io.fasta_records import iter_fasta_records
+    from mergedna_cli.model import load_model
+    from mergedna_cli.training.evaluation import held_out_windows, masked_base_eval
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_model(model_dir, device=device)
+    ids = np.concatenate([encode(seq) for _, seq in iter_fasta_records(fasta)])
+    windows = held_out_windows(ids, model.config.context, max_windows)
+    out: dict = {"fasta": str(fasta), "windows": int(len(windows)), "context": model.config.context,
+                 "spacing": 32, "phases": phases, "margin": 16}
+    t0 = time.perf_counter()
+    for mode in ("forward", "both"):
+        ev = masked_base_eval(model, windows, spacing=32, phases=phases, margin=16,
+                              both_strands=mode == "both")
+        out[mode] = {"accuracy": ev.accuracy, "cross_entropy": ev.cross_entropy, "bases": ev.n_bases}
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
 
 # ---------------------------------------------------------------------------------------------
 # the k-mer baseline
@@ -300,9 +440,11 @@ def kmer_scores(kmer, reference, variants, both_strands: bool) -> tuple[np.ndarr
     return scores, max_strand_diff
 
 
-# ---------------------------------------------------------------------------------------------
 
-def main(argv: list[str] | None = None) -> dict:
+# ---------------------------------------------------------------------------------------------
+# the harness
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(REPO / "models" / "mergedna-small"))
@@ -317,8 +459,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--sets", default="sge,clinvar", help="comma-separated: sge, clinvar")
     ap.add_argument("--fasta", default=str(REFERENCE), help="GRCh38 reference holding chr17")
     ap.add_argument("--limit", type=int, default=None, help="only the first N variants of each set")
-    ap.add_argument("--skip-model", action="store_true", help="k-mer baseline only")
-    ap.add_argument("--skip-kmer", action="store_true", help="MergeDNA only")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"a smoke test: --limit {QUICK['limit']} --bootstrap {QUICK['bootstrap']} "
+                         f"--heldout-windows {QUICK['heldout_windows']} unless given")
+    ap.add_argument("--heldout", default=str(HELDOUT), help="held-out FASTA (default human chr20)")
+    ap.add_argument("--heldout-windows", type=int, default=None, help="default: all windows")
+    ap.add_argument("--heldout-phases", type=int, default=2,
+                    help="mask offsets per window (2, as training's validation rows)")
+    ap.add_argument("--skip-heldout", action="store_true", help="no held-out masked-base metrics")
+    ap.add_argument("--skip-model", action="store_true", help="k-mer baseline only (needs --kmer)")
+    ap.add_argument("--kmer", action="store_true", help="also score the k-mer baseline")
     ap.add_argument("--ks", default="0-6", help="k values to select from, e.g. '0-6' or '2,4'")
     ap.add_argument("--alphas", default=",".join(str(a) for a in DEFAULT_ALPHAS))
     ap.add_argument("--val-fraction", type=float, default=0.1)
@@ -327,140 +477,174 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--kmer-exclude", action="append", metavar="BED",
                     help="extra BED regions to set to N in the k-mer training data (repeatable)")
     ap.add_argument("--cache-dir", default=str(REPO / ".cache" / "corpus"))
-    ap.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (0: none)")
+    ap.add_argument("--bootstrap", type=int, default=None,
+                    help="bootstrap resamples (default 1000; 0: no intervals)")
+    ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     ap.add_argument("--scores-tsv", help="write every variant's label and scores to this TSV")
     ap.add_argument("--json", dest="json_out")
     args = ap.parse_args(argv)
-    if args.skip_model and args.skip_kmer:
-        ap.error("--skip-model and --skip-kmer leave nothing to score")
-    set_names = [s.strip() for s in args.sets.split(",") if s.strip()]
-    for s in set_names:
+    for key, value in QUICK.items():
+        if args.quick and getattr(args, key) is None:
+            setattr(args, key, value)
+    args.bootstrap = 1000 if args.bootstrap is None else args.bootstrap
+    args.heldout_windows = 100000 if args.heldout_windows is None else args.heldout_windows
+    if args.skip_model and not args.kmer:
+        ap.error("--skip-model without --kmer leaves nothing to score")
+    args.set_names = [s.strip() for s in args.sets.split(",") if s.strip()]
+    for s in args.set_names:
         if s not in SETS:
             ap.error(f"unknown set '{s}'; choose from {', '.join(SETS)}")
+    if not Path(args.model).is_dir() and not args.skip_model:
+        ap.error(f"model directory '{args.model}' does not exist")
+    return args
 
+
+def load_backends(model_dir: Path, args) -> tuple:
+    """(masked-pass backend, embedding backend) as `mergedna score` builds them."""
+    from mergedna_cli.pipelines.backend_factory import make_backend
+    return tuple(make_backend(str(model_dir), args.backend, args.device, args.threads, log=print, part=part)
+                 for part in ("masked", "embedding"))
+
+
+def score_set(name: str, args, model_dir: Path, backends, reference, kmer, corpus, tmp: Path) -> dict:
+    """Every score and metric of one variant set, as a JSON-ready entry."""
+    path, positive = SETS[name]
+    meta, column_line, variants, labels, infos = read_set(path, args.limit)
+    vcf = path
+    if args.limit is not None:
+        vcf = tmp / f"{name}.vcf"
+        write_vcf(vcf, meta, column_line, variants)
+    classes = consequences(infos)
+    entry: dict = {"vcf": str(path), "positive": positive, "n": len(variants),
+                   "n_positive": int(labels.sum()), "ids": [v.fields[2] for v in variants],
+                   "labels": labels.tolist(), "scores": {}, "metrics": {}}
+    if classes is not None:
+        entry["consequence"] = classes.tolist()
+    if backends is not None:
+        s, statuses, secs = model_scores(*backends, reference, vcf, variants, args, model_dir, tmp)
+        entry["scores"]["MergeDNA"] = s
+        entry.update(mergedna_statuses=statuses, mergedna_seconds=round(secs, 2),
+                     mergedna_variants_per_s=round(len(variants) / secs, 1))
+    if kmer is not None:
+        s, strand_diff = kmer_scores(kmer, reference, variants, args.strand == "both")
+        entry["scores"]["k-mer"] = s
+        inside, seen = leaked_sites(corpus, variants)
+        entry.update(kmer_max_strand_diff=strand_diff, training_sites_inside_records=inside,
+                     training_sites_not_excluded=seen)
+    for key, s in entry["scores"].items():
+        entry["metrics"][key] = set_metrics(s, labels, classes, args.bootstrap, args.seed)
+    if "FUNCTION_SCORE_MEAN" in (infos[0] if infos else {}):
+        fn = np.array([float(i.get("FUNCTION_SCORE_MEAN", "nan")) for i in infos])
+        entry["spearman_function_score"] = {k: spearman(s, fn) for k, s in entry["scores"].items()}
+    if len(entry["scores"]) == 2:
+        entry["spearman_mergedna_kmer"] = spearman(*entry["scores"].values())
+    return entry
+
+
+def fmt_ci(result: dict | None) -> str:
+    """'0.4524 [0.427, 0.480]' from an auroc_ci result; '-' where undefined."""
+    if not result or result.get("auroc") is None or not np.isfinite(result["auroc"]):
+        return "-"
+    ci = result.get("ci95")
+    return f"{result['auroc']:.4f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def print_report(results: dict) -> None:
+    info = results.get("model_info")
+    if info:
+        print(f"\nmodel {info['name']}: {info['parameters']:,} parameters, bases seen "
+              f"{info['bases_seen'] if info['bases_seen'] is not None else 'unknown'}, "
+              f"weights sha256 {info['weights_sha256'][:12]}...")
+    held = results.get("heldout")
+    if held:
+        for mode in ("forward", "both"):
+            r = held[mode]
+            strands = "both strands" if mode == "both" else "forward strand"
+            print(f"held-out {Path(held['fasta']).name}, {strands}: masked acc {r['accuracy']:.4f}, "
+                  f"CE {r['cross_entropy']:.4f} nats ({r['bases']:,} bases, {held['windows']} windows)")
+    for name, e in results["sets"].items():
+        print(f"\n{name}: {e['n']} variants, {e['n_positive']} {e['positive']}")
+        for scorer, m in e["metrics"].items():
+            print(f"  {scorer:<9} AUROC {fmt_ci(m['auroc'])}")
+            for c in m.get("contrasts", {}).values():
+                print(f"  {scorer:<9} {c['first']} vs {c['second']} ({c['n']} SNVs): {fmt_ci(c)}")
+            for cls, c in m.get("by_consequence", {}).items():
+                print(f"  {scorer:<9}   within {cls:<17} n {c['n']:>5}  pos {c['n_positive']:>4}  "
+                      f"AUROC {fmt_ci(c)}")
+        if "mergedna_seconds" in e:
+            print(f"  MergeDNA scored {e['n']} variants in {e['mergedna_seconds']} s; "
+                  f"statuses {e['mergedna_statuses']}")
+        if "kmer_max_strand_diff" in e:
+            print(f"  k-mer max |forward - reverse| {e['kmer_max_strand_diff']:.2e}; variant sites seen "
+                  f"in its training data {e['training_sites_not_excluded']}")
+        for k, rho in e.get("spearman_function_score", {}).items():
+            print(f"  Spearman of {k} score with the SGE function score: {rho:.4f}")
+
+
+def write_scores_tsv(path: str, sets: dict) -> None:
+    with open(path, "w") as out:
+        out.write("set\tid\tlabel\tconsequence\tmergedna\tkmer\n")
+        for name, e in sets.items():
+            cols = [e["scores"].get(k, [np.nan] * e["n"]) for k in ("MergeDNA", "k-mer")]
+            cons = e.get("consequence", ["."] * e["n"])
+            out.writelines(f"{name}\t{e['ids'][i]}\t{e['labels'][i]}\t{cons[i]}\t"
+                           f"{cols[0][i]:.6g}\t{cols[1][i]:.6g}\n" for i in range(e["n"]))
+
+
+def run_harness(args) -> dict:
     from mergedna_cli.io.reference import Reference
     t_start = time.perf_counter()
     model_dir = Path(args.model)
-    reference = Reference(args.fasta)
-    results: dict = {"model": str(model_dir), "backend": args.backend, "strand": args.strand,
+    results: dict = {"harness_version": HARNESS_VERSION, "model": str(model_dir),
+                     "backend": args.backend, "strand": args.strand,
                      "mask_spacing": args.mask_spacing or None, "batch_size": args.batch_size,
-                     "threads": args.threads, "limit": args.limit, "sets": {}}
-
-    backend = embedding_backend = None
-    if not args.skip_model:
-        from mergedna_cli.pipelines.backend_factory import make_backend
-        t0 = time.perf_counter()
-        backend = make_backend(str(model_dir), args.backend, args.device, args.threads,
-                               log=lambda m: print(m), part="masked")
-        embedding_backend = make_backend(str(model_dir), args.backend, args.device, args.threads,
-                                         log=lambda m: print(m), part="embedding")
-        results["model_load_seconds"] = round(time.perf_counter() - t0, 2)
-        cfg = backend.config
-        print(f"model: {model_dir} ({cfg.name} preset, context {cfg.context}), backend {args.backend}, "
-              f"strand {args.strand}, mask spacing {args.mask_spacing or 'none (one position per pass)'}, "
-              f"threads {args.threads}; loaded in {results['model_load_seconds']} s")
-
-    kmer = corpus = None
-    if not args.skip_kmer:
-        kmer, corpus, results["kmer"] = fit_kmer(model_dir, args)
-
-    table, score_rows = [], []
-    with tempfile.TemporaryDirectory(prefix="zero_shot_") as tmp_name:
-        tmp = Path(tmp_name)
-        for name in set_names:
-            path, positive = SETS[name]
-            meta, column_line, variants, labels, infos = read_set(path, args.limit)
-            vcf = path
-            if args.limit is not None:
-                vcf = tmp / f"{name}.vcf"
-                write_vcf(vcf, meta, column_line, variants)
-            entry: dict = {"vcf": str(path), "positive": positive, "n": len(variants),
-                           "n_positive": int(labels.sum())}
-            scores: dict[str, np.ndarray] = {}
-            if backend is not None:
-                s, statuses, secs = model_scores(backend, embedding_backend, reference, vcf, variants, args,
-                                                 model_dir, tmp)
-                scores["MergeDNA"] = s
-                entry["mergedna_statuses"] = statuses
-                entry["mergedna_seconds"] = round(secs, 2)
-                entry["mergedna_variants_per_s"] = round(len(variants) / secs, 1)
-            if kmer is not None:
-                s, strand_diff = kmer_scores(kmer, reference, variants, args.strand == "both")
-                scores["k-mer"] = s
-                entry["kmer_max_strand_diff"] = strand_diff
-                inside, seen = leaked_sites(corpus, variants)
-                entry["training_sites_inside_records"] = inside
-                entry["training_sites_not_excluded"] = seen
-            ok = np.all([np.isfinite(v) for v in scores.values()], axis=0)
-            entry["n_scored"] = int(ok.sum())
-            lab = labels[ok]
-            entry["n_scored_positive"] = int(lab.sum())
-            for key, s in scores.items():
-                entry[f"auroc_{key}"] = auroc(-s[ok], lab)
-            if len(scores) == 2:
-                entry["spearman_mergedna_kmer"] = spearman(scores["MergeDNA"][ok], scores["k-mer"][ok])
-            if name == "sge":
-                fn = np.array([float(i.get("FUNCTION_SCORE_MEAN", "nan")) for i in infos])
-                for key, s in scores.items():
-                    entry[f"spearman_{key}_function_score"] = spearman(s[ok], fn[ok])
-            entry["bootstrap_95"] = {k: list(v) for k, v in bootstrap_auroc(
-                {k: v[ok] for k, v in scores.items()}, lab, args.bootstrap).items()}
-            results["sets"][name] = entry
-            table.append((name, entry))
-            for i, v in enumerate(variants):
-                score_rows.append([name, v.fields[2], v.chrom, str(v.start + 1), v.ref, v.alts[0],
-                                   str(labels[i])] + [f"{scores[k][i]:.6g}" if k in scores else ""
-                                                      for k in ("MergeDNA", "k-mer")])
-
-    # ---- report
-    print()
+                     "threads": args.threads, "limit": args.limit, "bootstrap": args.bootstrap,
+                     "seed": args.seed, "quick": args.quick, "sets": {}}
     if args.limit is not None:
-        print(f"NOTE: --limit {args.limit}: only the first {args.limit} variants of each set "
-              f"(a check, not the benchmark)")
-    head = (f"{'set':<8}{'n':>6}{'n pos':>7}{'scored':>8}{'AUROC MergeDNA':>16}{'AUROC k-mer':>13}"
-            f"{'Spearman(M,k)':>15}")
-    print(head)
-    fmt = lambda x: "-" if x is None or not np.isfinite(x) else f"{x:.4f}"  # noqa: E731
-    for name, e in table:
-        print(f"{name:<8}{e['n']:>6}{e['n_positive']:>7}{e['n_scored']:>8}"
-              f"{fmt(e.get('auroc_MergeDNA')):>16}{fmt(e.get('auroc_k-mer')):>13}"
-              f"{fmt(e.get('spearman_mergedna_kmer')):>15}")
-    print()
-    for name, e in table:
-        parts = [f"{k} [{lo:.3f}, {hi:.3f}]" for k, (lo, hi) in e["bootstrap_95"].items()]
-        if parts:
-            print(f"{name}: AUROC 95% bootstrap ({args.bootstrap} resamples): " + "; ".join(parts))
-        rhos = [f"{k} {fmt(e[f'spearman_{k}_function_score'])}" for k in ("MergeDNA", "k-mer")
-                if f"spearman_{k}_function_score" in e]
-        if rhos:
-            print(f"{name}: Spearman of score with the SGE function score: " + ", ".join(rhos))
-        if "mergedna_seconds" in e:
-            print(f"{name}: MergeDNA scored {e['n']} variants in {e['mergedna_seconds']} s "
-                  f"({e['mergedna_variants_per_s']} variants/s); statuses {e['mergedna_statuses']}")
-        if "kmer_max_strand_diff" in e:
-            used = "both averaged" if args.strand == "both" else "forward used"
-            print(f"{name}: k-mer max |forward - reverse| score difference "
-                  f"{e['kmer_max_strand_diff']:.2e} ({used}); "
-                  f"variant sites in training records {e['training_sites_inside_records']}, "
-                  f"not excluded (seen in training) {e['training_sites_not_excluded']}")
-            if e["training_sites_not_excluded"]:
-                print(f"WARNING: {e['training_sites_not_excluded']} {name} variant sites are in the k-mer "
-                      f"training data (not excluded)")
+        print(f"NOTE: --limit {args.limit}: the first {args.limit} variants of each set (a check, "
+              f"not the benchmark)")
+    backends = None
+    if not args.skip_model:
+        results["model_info"] = model_info(model_dir)
+        if args.threads:
+            import torch
+            torch.set_num_threads(args.threads)
+        if not args.skip_heldout:
+            results["heldout"] = heldout_quality(model_dir, args.heldout, args.heldout_windows,
+                                                 args.heldout_phases, args.device)
+            print(f"held-out metrics in {results['heldout']['seconds']} s")
+        backends = load_backends(model_dir, args)
+    kmer = corpus = None
+    if args.kmer:
+        kmer, corpus, results["kmer"] = fit_kmer(model_dir, args)
+    reference = Reference(args.fasta)
+    with tempfile.TemporaryDirectory(prefix="zero_shot_") as tmp:
+        for name in args.set_names:
+            results["sets"][name] = score_set(name, args, model_dir, backends, reference, kmer,
+                                              corpus, Path(tmp))
+    print_report(results)
     print()
     for line in PUBLISHED:
         print(line)
-    wall = time.perf_counter() - t_start
-    results["wall_seconds"] = round(wall, 1)
-    print(f"wall time {wall:.1f} s")
-    if args.scores_tsv:
-        with open(args.scores_tsv, "w") as out:
-            out.write("set\tid\tchrom\tpos\tref\talt\tlabel\tmergedna\tkmer\n")
-            for row in score_rows:
-                out.write("\t".join(row) + "\n")
-        print(f"wrote {args.scores_tsv}")
     results["published_reference_not_measured"] = PUBLISHED
+    results["wall_seconds"] = round(time.perf_counter() - t_start, 1)
+    print(f"wall time {results['wall_seconds']} s")
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    from mergedna_cli.errors import MergeDNAError
+    try:
+        results = run_harness(args)
+    except MergeDNAError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if args.scores_tsv:
+        write_scores_tsv(args.scores_tsv, results["sets"])
+        print(f"wrote {args.scores_tsv}")
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(json_safe(results), indent=2) + "\n")
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(json_safe(results), indent=1) + "\n")
         print(f"wrote {args.json_out}")
     return results
 
