@@ -1,11 +1,11 @@
-"""The tokenizer's merge budget per chunk (merge_budget = "chunk") and the integer merge ranking.
+"""The tokenizer's merge budget per chunk (merge_budget = "chunk").
 
 Chunk budget invariants, on random seeded inputs:
 - every chunk of merge_chunk bases keeps exactly round(c * its real bases) tokens;
 - no token spans two chunks;
 - a row tokenizes identically alone and inside a PAD-padded batch, and a mask changes the
   tokenization of its own chunk only through the scores, never another chunk's budget.
-Ranking: scores closer than the grid tie and are decided leftmost-first, in integer keys.
+Ranking inside a chunk equals the row ranking restricted to the chunk (ties leftmost).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 from conftest import build_model, expected_tokens, random_ids, tiny_config
 from mergedna_cli.alphabet import MASK
 from mergedna_cli.model.config import MergeDNAConfig
-from mergedna_cli.model.merging import SCORE_GRID, _rank_desc, merge_order_key
+from mergedna_cli.model.merging import _rank_desc, _rank_in_chunk
 
 CHUNK = 32
 
@@ -94,19 +94,17 @@ def test_row_budget_still_exact_per_row():
     assert tokens.state.valid.sum(1).tolist() == [expected_tokens(0.5, 256), expected_tokens(0.5, 150)]
 
 
-def test_scores_within_a_grid_step_tie_and_go_leftmost():
-    step = 1.0 / SCORE_GRID
-    scores = torch.tensor([[0.5, 0.5 + step / 10, 0.5 - step / 10, 0.9, float("-inf")]])
-    ranks = _rank_desc(merge_order_key(scores))[0].tolist()
-    assert ranks[3] == 0                      # clearly highest
-    assert ranks[:3] == [1, 2, 3]             # a tie inside the grid step: leftmost first
-    assert ranks[4] == 4                      # illegal last
-
-
-def test_a_real_score_difference_is_kept():
-    step = 1.0 / SCORE_GRID
-    scores = torch.tensor([[0.5, 0.5 + 2 * step]])
-    assert _rank_desc(merge_order_key(scores))[0].tolist() == [1, 0]
+def test_rank_in_chunk_orders_each_chunk_like_the_row_ranking():
+    gen = torch.Generator().manual_seed(3)
+    priority = torch.rand(2, 40, generator=gen)
+    priority[0, 5:9] = 0.5                    # ties: leftmost first, as in the row ranking
+    edge_chunk = (torch.arange(40) // 16).expand(2, 40).contiguous()
+    ranks = _rank_in_chunk(priority, edge_chunk, 3)
+    for row in range(2):
+        for c in range(3):
+            inside = edge_chunk[row] == c
+            expected = _rank_desc(priority[row:row + 1, inside])[0]
+            assert torch.equal(ranks[row, inside], expected)
 
 
 def test_chunk_config_is_validated():

@@ -17,10 +17,6 @@ NEG_INF = float("-inf")
 # Window-crossing edges are only a fallback when a row has too few legal edges to meet its
 # budget (only possible under extreme masking); cosine scores live in [-1, 1], so -4 ranks them last.
 WINDOW_PENALTY = 4.0
-# Merge priorities are ranked on this grid (steps per unit of cosine score); see merge_order_key.
-SCORE_GRID = 1024
-# Illegal edges (priority -inf) rank below every legal one, window-crossing ones included.
-LOWEST_PRIORITY = -8.0
 
 
 @dataclass
@@ -49,28 +45,34 @@ def unit_rows(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def merge_order_key(priority: torch.Tensor) -> torch.Tensor:
-    """Integer sort key (B, T) of merge candidates, higher = merged first: the priority rounded to
-    a grid of 1/SCORE_GRID, then the leftmost position.
+def _rank_desc(priority: torch.Tensor) -> torch.Tensor:
+    """Rank of each entry in its row, 0 = highest priority.
 
-    Scores that differ by less than a grid step tie and are decided by position, so the float
-    noise between kernels (different summation orders, ~1e-7 to 1e-6) can change a decision only
-    where a score sits within that noise of a grid line. Exact integer keys keep the position
-    tie-break exact in PyTorch and ONNX Runtime alike.
+    A tiny left-favouring tie-breaker (1e-6 per position, far below any meaningful score gap)
+    makes equal scores, as in homopolymers, rank identically in PyTorch and ONNX Runtime.
+    topk over the whole row is a full sort that exports to ONNX (argsort(stable=True) does not).
     """
     T = priority.shape[1]
-    level = torch.round(priority.clamp(min=LOWEST_PRIORITY) * SCORE_GRID).long()
-    from_right = (T - 1) - torch.arange(T, device=priority.device)
-    return level * T + from_right
+    key = priority - torch.arange(T, device=priority.device, dtype=priority.dtype) * 1e-6
+    return _ranks_of(key.topk(T, dim=1).indices)
 
 
-def _rank_desc(key: torch.Tensor) -> torch.Tensor:
-    """Rank of each entry in its row, 0 = highest key (keys are distinct: merge_order_key).
-    topk over the whole row is a full sort that exports to ONNX (argsort(stable=True) does not)."""
-    T = key.shape[1]
-    order = key.topk(T, dim=1).indices
-    ranks = torch.arange(T, device=key.device).expand_as(order)
+def _ranks_of(order: torch.Tensor) -> torch.Tensor:
+    """Inverse permutation per row: order[b, r] = t  ->  rank[b, t] = r."""
+    ranks = torch.arange(order.shape[1], device=order.device).expand_as(order)
     return torch.empty_like(order).scatter_(1, order, ranks)
+
+
+def _rank_in_chunk(priority: torch.Tensor, edge_chunk: torch.Tensor, n_chunks: int) -> torch.Tensor:
+    """Rank of each edge among the edges of its chunk, 0 = highest priority, ties broken as in
+    `_rank_desc`: chunk-major integer keys over the row ranks, then each chunk's first rank
+    subtracted. Integer keys keep the order exact in PyTorch and ONNX alike."""
+    T = priority.shape[1]
+    composite = (n_chunks - edge_chunk) * T - _rank_desc(priority)  # higher = earlier
+    edges_per_chunk = torch.zeros(edge_chunk.shape[0], n_chunks, dtype=torch.long, device=priority.device
+                                  ).scatter_add(1, edge_chunk, torch.ones_like(edge_chunk))
+    first_rank = edges_per_chunk.cumsum(1) - edges_per_chunk
+    return _ranks_of(composite.topk(T, dim=1).indices) - first_rank.gather(1, edge_chunk)
 
 
 def chunk_of(pos: torch.Tensor, chunk: int, n_chunks: int) -> torch.Tensor:
@@ -158,19 +160,13 @@ def merge_adjacent(state: TokenState, group: torch.Tensor, target: torch.Tensor,
     edge = torch.arange(1, T, device=score.device)
     inside_window = (edge + window_offset) % window != 0
     priority = torch.where(inside_window, score, score - WINDOW_PENALTY).masked_fill(~legal, NEG_INF)
-    key = merge_order_key(priority)
-
-    if chunk:  # rank inside each chunk: chunk-major keys, then ranks counted from the chunk's first edge
-        n_chunks = target.shape[1]
+    if chunk:
         edge_chunk = token_chunk[:, :-1]
-        key = key - edge_chunk * (4 * int(-LOWEST_PRIORITY) * SCORE_GRID * T)
-        edges_per_chunk = torch.zeros_like(target).scatter_add(1, edge_chunk, torch.ones_like(edge_chunk))
-        first_rank = edges_per_chunk.cumsum(1) - edges_per_chunk
-        rank = _rank_desc(key) - first_rank.gather(1, edge_chunk)
+        rank = _rank_in_chunk(priority, edge_chunk, target.shape[1])
         tokens_per_chunk = torch.zeros_like(target).scatter_add(1, token_chunk, state.valid.long())
         n_merge = (tokens_per_chunk - target).clamp(min=0).gather(1, edge_chunk)  # (B, T-1)
     else:
-        rank = _rank_desc(key)
+        rank = _rank_desc(priority)
         n_merge = (state.valid.sum(1) - target).clamp(min=0)[:, None]  # (B, 1)
     join = (rank < n_merge) & legal  # (B, T-1)
 
@@ -195,7 +191,7 @@ def merge_bipartite(state: TokenState, group: torch.Tensor, target: torch.Tensor
     best, match = sim.max(dim=-1)  # (B, TA)
     legal = state.valid[:, 0::2] & torch.isfinite(best)
     n_merge = (state.valid.sum(1) - target).clamp(min=0)
-    join_a = (_rank_desc(merge_order_key(best.masked_fill(~legal, NEG_INF))) < n_merge[:, None]) & legal
+    join_a = (_rank_desc(best.masked_fill(~legal, NEG_INF)) < n_merge[:, None]) & legal
 
     a_pos = torch.arange(0, T, 2, device=state.x.device).expand(B, -1)
     keep = torch.ones(B, T, dtype=torch.bool, device=state.x.device).scatter(1, a_pos, ~join_a)
