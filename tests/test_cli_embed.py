@@ -286,7 +286,7 @@ def test_embed_malformed_bed_line(cli, ref_path, model_dir, tmp_path):
     bed = tmp_path / "bad.bed"
     bed.write_text(f"chr17\t{BRCA1}\t{BRCA1 + 10}\nchr17\t{BRCA1 + 10}\t{BRCA1}\n")
     proc = cli("embed", "--fasta", ref_path, "--regions", bed, "-o", "x.tsv", *model_args(model_dir))
-    assert_error(proc, 1, f"{bed}:2: invalid interval {BRCA1 + 10}-{BRCA1} (need 0 <= start < end)")
+    assert_error(proc, 1, f"{bed}:2: invalid interval {BRCA1 + 10}-{BRCA1} (need 0 <= start <= end)")
     assert not (tmp_path / "x.tsv").exists()
 
 

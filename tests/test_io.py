@@ -143,13 +143,20 @@ def test_read_bed_malformed_line_names_file_and_line(tmp_path, bad_line):
                               f"got {bad_line!r}")
 
 
-@pytest.mark.parametrize("start,end", [(20, 10), (5, 5), (-1, 5)])
+@pytest.mark.parametrize("start,end", [(20, 10), (-1, 5)])
 def test_read_bed_invalid_interval_names_file_and_line(tmp_path, start, end):
     bed = tmp_path / "r.bed"
     bed.write_text(f"chr1\t1\t2\nchr1\t{start}\t{end}\tx\n")
     with pytest.raises(InputError) as err:
         list(read_bed(str(bed)))
-    assert str(err.value) == f"{bed}:2: invalid interval {start}-{end} (need 0 <= start < end)"
+    assert str(err.value) == f"{bed}:2: invalid interval {start}-{end} (need 0 <= start <= end)"
+
+
+def test_read_bed_keeps_a_zero_length_interval(tmp_path):
+    """start == end is valid BED (an insertion point): one such line must not reject the file."""
+    bed = tmp_path / "r.bed"
+    bed.write_text("chr1\t1\t2\nchr1\t5\t5\tpoint\n")
+    assert [(r.start, r.end, r.name) for r in read_bed(str(bed))] == [(1, 2, "chr1:2-2"), (5, 5, "point")]
 
 
 def test_read_bed_missing_file(tmp_path):
@@ -196,7 +203,8 @@ def test_missing_fasta(tmp_path):
 
 def _readonly_message(path: Path) -> str:
     return (f"reference '{path}' has no .fai index and its folder is not writable; "
-            f"run `samtools faidx {path}` where you can write")
+            f"pass --fai DIR/NAME.fai (built there if missing), run `samtools faidx {path}` "
+            f"where you can write, or symlink the FASTA into a writable folder")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import typer
 
 from ..errors import UsageError
 from .app import app
-from .paths import check_output
+from .paths import check_not_input, check_output
 from .threads import limit_threads
 from .options import Fasta, RegionsBed, RegionStrings, Backend, BatchSize, Debug, Device, Model, Quiet, Strand, Threads
 
@@ -37,6 +37,7 @@ def embed(
     from ..pipelines.backend_factory import make_backend
     from ..pipelines.embed import run_embed
     from ..pipelines.progress import Logger
+    import sys
 
     if (regions is None) == (not region):
         raise UsageError("give either --regions BED or one or more --region")
@@ -44,12 +45,14 @@ def embed(
         raise UsageError(f"--strand must be both or forward, got '{strand}'")
     format_for(out)
     check_output(out)
+    check_not_input(out, regions, "--regions", fasta=fasta)
     log = Logger(quiet)
     reference = Reference(fasta)
     items = read_bed(str(regions)) if regions else (parse_region(r, reference) for r in region)
     engine_backend = make_backend(model, backend, device, threads, log=log.info, part="embedding")
     with log.counter("embedding regions") as tick:
-        n = run_embed(engine_backend, reference, items, out, per_token, batch_size, strand, on_region=tick)
+        n = run_embed(engine_backend, reference, items, out, per_token, batch_size, strand, on_region=tick,
+                      warn=lambda message: print(f"mergedna: warning: {message}", file=sys.stderr))
     for user, ref in reference.renames.items():
         log.info(f"contig '{user}' matched to reference contig '{ref}'")
     log.info(f"wrote {n} regions to {out}")

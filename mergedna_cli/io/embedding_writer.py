@@ -6,12 +6,11 @@ Every writer writes to a temporary name and renames on success.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from ..atomic import temp_path
+from ..atomic import publish, temp_path
 from ..errors import UsageError
 
 FORMATS = {".parquet": "parquet", ".tsv": "tsv", ".npz": "npz"}
@@ -118,7 +117,7 @@ class EmbeddingWriter:
                     token_vectors=np.concatenate([r["token_vectors"] for r in self._npz] + empty_vectors))
             with open(self.tmp, "wb") as handle:
                 np.savez(handle, **arrays)
-        os.replace(self.tmp, self.path)
+        publish(self.tmp, self.path)
 
     def abort(self) -> None:
         try:

@@ -58,7 +58,7 @@ def read_bed(path: str) -> Iterator[Region]:
             except (IndexError, ValueError):
                 raise InputError(f"{path}:{line_no}: expected chrom, start, end (tab-separated), "
                                  f"got {line.strip()[:60]!r}") from None
-            if start < 0 or end <= start:
-                raise InputError(f"{path}:{line_no}: invalid interval {start}-{end} (need 0 <= start < end)")
+            if start < 0 or end < start:  # start == end is a valid, empty BED interval
+                raise InputError(f"{path}:{line_no}: invalid interval {start}-{end} (need 0 <= start <= end)")
             name = fields[3] if len(fields) > 3 else f"{fields[0]}:{start + 1}-{end}"
             yield Region(fields[0], start, end, name)

@@ -450,7 +450,7 @@ class VcfWriter:
         publish(self.tmp, self.path)
 
     def _convert(self, target: Path) -> None:
-        mode = {"b": "wb", "u": "wbu", "z": "wz"}[self.output_type]
+        mode = {"b": "wb", "u": "wb0", "z": "wz"}[self.output_type]  # u: BGZF blocks at level 0
         quiet = pysam.set_verbosity(0)
         try:
             with pysam.VariantFile(str(self._text)) as text, \
