@@ -102,8 +102,8 @@ def validation_curve(run: dict) -> tuple[list[float], list[float]]:
 # ---------------------------------------------------------------------------------------------
 # the table
 
-def millions(n: float | None) -> str:
-    return "-" if n is None else f"{n / 1e6:.1f} M"
+def millions(n: float | None, digits: int = 1) -> str:
+    return "-" if n is None else f"{n / 1e6:.{digits}f} M"
 
 
 def fmt_auroc(result: dict | None) -> str:
@@ -120,14 +120,19 @@ def fmt_heldout(run: dict, key: str) -> str:
     return f"{held['forward'][key]:.4f} / {held['both'][key]:.4f}"
 
 
+def heldout_bases(run: dict) -> str:
+    held = run.get("heldout")
+    return f"{held['both']['bases']:,}" if held else "-"
+
+
 def table_rows(runs: list[dict]) -> list[list[str]]:
     rows = []
     for run in runs:
         info = run["model_info"]
         flag = "" if is_full_run(run) else " (partial run)"
-        rows.append([f"{info['name']}{flag}", millions(info["parameters"]), millions(info["bases_seen"]),
+        rows.append([f"{info['name']}{flag}", millions(info["parameters"], 2), millions(info["bases_seen"]),
                      info.get("hardware") or "-", fmt_heldout(run, "cross_entropy"),
-                     fmt_heldout(run, "accuracy")]
+                     fmt_heldout(run, "accuracy"), heldout_bases(run)]
                     + [fmt_auroc(auroc_result(run, s, keys)) for _, s, keys in AUROCS]
                     + [f"`{info['weights_sha256'][:12]}`"])
     return rows
@@ -135,7 +140,7 @@ def table_rows(runs: list[dict]) -> list[list[str]]:
 
 def markdown_table(runs: list[dict]) -> str:
     head = (["model", "parameters", "bases seen", "hardware", "chr20 CE fwd / both",
-             "chr20 acc fwd / both"] + [f"{label} AUROC [95% CI]" for label, _, _ in AUROCS]
+             "chr20 acc fwd / both", "chr20 bases"] + [f"{label} AUROC [95% CI]" for label, _, _ in AUROCS]
             + ["weights sha256"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(runs)]
@@ -146,9 +151,10 @@ def held_out_protocol(runs: list[dict]) -> str:
     held = next((r["heldout"] for r in runs if r.get("heldout")), None)
     if not held:
         return ""
-    return (f"chr20: {Path(held['fasta']).name}, {held['windows']} windows of {held['context']}, "
-            f"one base in {held['spacing']} masked ({held['phases']} offsets, margin {held['margin']}), "
-            f"{held['both']['bases']:,} bases; CE in nats per base.")
+    return (f"chr20: {Path(held['fasta']).name} (held out of training), windows of the model's "
+            f"context evenly spread over it (all 1,953 of 512 unless fewer were asked for: see chr20 "
+            f"bases), one base in {held['spacing']} masked ({held['phases']} offsets, margin "
+            f"{held['margin']}); forward strand / mean of both strands; CE in nats per base.")
 
 
 def markdown(runs: list[dict], command: str, png: Path, md: Path) -> str:
@@ -209,7 +215,7 @@ def plot(runs: list[dict], path: Path) -> None:
     ax_ce.set(xscale="log", xlabel="bases seen", ylabel="held-out chr20 masked CE (nats/base)",
               title="Masked-base cross-entropy (lower is better)")
     ax_auc.axhline(0.5, color="grey", ls="--", lw=1)
-    ax_auc.set(xticks=range(len(AUROCS)), ylabel="AUROC of -score (95% CI)", ylim=(0.2, 1.0),
+    ax_auc.set(xticks=range(len(AUROCS)), xlim=(-0.5, len(AUROCS) - 0.5), ylabel="AUROC of -score (95% CI)", ylim=(0.2, 1.0),
                title="BRCA1 zero-shot, final weights (0.5 = chance)")
     ax_auc.set_xticklabels([label for label, _, _ in AUROCS], fontsize=8)
     for ax in (ax_ce, ax_auc):

@@ -591,6 +591,19 @@ def write_scores_tsv(path: str, sets: dict) -> None:
                            f"{cols[0][i]:.6g}\t{cols[1][i]:.6g}\n" for i in range(e["n"]))
 
 
+def code_version() -> dict:
+    """The commit the package code is at, and whether mergedna_cli/ differs from it."""
+    import subprocess
+    git = ["git", "-C", str(REPO)]
+    try:
+        commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run([*git, "status", "--porcelain", "mergedna_cli"], capture_output=True,
+                               text=True).stdout.strip()
+    except OSError:
+        return {"commit": None, "mergedna_cli_modified": None}
+    return {"commit": commit or None, "mergedna_cli_modified": bool(dirty)}
+
+
 def run_harness(args) -> dict:
     from mergedna_cli.io.reference import Reference
     t_start = time.perf_counter()
@@ -599,7 +612,7 @@ def run_harness(args) -> dict:
                      "backend": args.backend, "strand": args.strand,
                      "mask_spacing": args.mask_spacing or None, "batch_size": args.batch_size,
                      "threads": args.threads, "limit": args.limit, "bootstrap": args.bootstrap,
-                     "seed": args.seed, "quick": args.quick, "sets": {}}
+                     "seed": args.seed, "quick": args.quick, "code": code_version(), "sets": {}}
     if args.limit is not None:
         print(f"NOTE: --limit {args.limit}: the first {args.limit} variants of each set (a check, "
               f"not the benchmark)")

@@ -217,7 +217,7 @@ def test_ladder_writes_table_and_png_from_two_harness_jsons(tmp_path):
     text = md.read_text()
     rows = [line for line in text.splitlines() if line.startswith("| m1") or line.startswith("| big")]
     assert [r.split(" | ")[0] for r in rows] == ["| m1", "| big"]  # sorted by bases seen
-    assert "0.450 [0.400, 0.500]" in rows[0] and "1.2500 / 1.2400" in rows[0] and "1.2 M" in rows[0]
+    assert "0.450 [0.400, 0.500]" in rows[0] and "1.2500 / 1.2400" in rows[0] and "1.23 M" in rows[0]
     assert "![quality against bases seen](ladder.png)" in text
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert model_ladder.validation_curve(json.loads(paths[1].read_text())) == ([1000, 2000], [1.4, 1.3])
