@@ -171,3 +171,29 @@ def test_cli_bad_batch_size_and_backend(tmp_path):
         run = _mergedna("tracks", *region, option, value, cache_dir=tmp_path)
         assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
         assert option in run.stderr
+
+
+def test_gpu_benchmark_dry_run_on_cpu(tmp_path):
+    """benchmarks/gpu_inference.py runs every phase with --device cpu --quick (the GPU session runs it
+    with --device cuda); PyTorch on the CPU reproduces its own CPU reference exactly."""
+    out = tmp_path / "dry.json"
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_inference.py"), "--device", "cpu", "--quick",
+                          "--backends", "torch,onnx", "--no-cli", "--cpu-threads", "1", "--json", str(out)],
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "MERGEDNA_CACHE": str(tmp_path / "cache")})
+    assert run.returncode == 0, run.stderr[-2000:]
+    import json
+    result = json.loads(out.read_text())
+    runs = {r["backend"]: r for r in result["runs"]}
+    assert set(runs) == {"torch", "onnx"} and all(r["device"] == "cpu" for r in runs.values())
+    for r in runs.values():
+        assert r["score_sge"]["snvs"] > 0 and r["score_synthetic"]["snvs"] == result["inputs"]["synthetic_snvs"]
+        assert r["tracks"]["bases"] == r["tracks_pipeline"]["bases"] == result["inputs"]["tracks_bases"]
+        assert r["tracks_pipeline"]["backend_recorded"] == r["backend"] and r["embed"]["bases_per_s"] > 0
+    same = runs["torch"]["agreement_vs_cpu_torch"]
+    assert same["sge_max_abs_score_diff"] == 0 and same["synthetic_max_abs_score_diff"] == 0
+    assert same["token_starts"]["differing_starts"] == 0 and same["embed_max_abs_diff"] == 0
+    onnx = runs["onnx"]["agreement_vs_cpu_torch"]
+    assert onnx["token_starts"]["fraction"] <= 0.01 and onnx["embed_max_abs_diff"] < 1e-3
+    assert [s["batch_size"] for s in result["sweep"]] == [8, 16]
+    assert "goals" in run.stdout
