@@ -44,7 +44,7 @@ BED_TEXT = (
 BED_REGIONS = [
     Region("chr17", BRCA1, BRCA1 + 300, "brca1_a"),
     Region("chr17", BRCA1 + 5000, BRCA1 + 5001, f"chr17:{BRCA1 + 5001}-{BRCA1 + 5001}"),
-    Region("chr17", CHR17_LENGTH - 41, CHR17_LENGTH + 59, "past_end"),
+    Region("chr17", CHR17_LENGTH - 41, CHR17_LENGTH, "past_end"),  # clipped at the contig end
     Region("17", BRCA1 + 9000, BRCA1 + 9130, "ensembl_name"),
 ]
 
@@ -163,11 +163,12 @@ def test_embed_region_strings(cli, ref_path, model_dir, expected, tmp_path):
     assert [tuple(r[:4]) for r in rows] == [
         ("chr17", "43044294", "43045000", texts[0]),
         ("chr17", "43044294", "43044295", texts[1]),
-        ("17", "83257399", "83257500", texts[2]),   # the user's contig name is kept
+        ("17", "83257399", "83257441", texts[2]),   # user's contig name kept; clipped at the end
     ]
     assert "contig '17' matched to reference contig 'chr17'" in proc.stderr
     want = expected([Region("chr17", 43044294, 43045000), Region("chr17", 43044294, 43044295),
-                     Region("chr17", 83257399, 83257500)])
+                     Region("chr17", 83257399, 83257441)])
+    assert "clipped to end 83257441" in proc.stderr
     emb = np.array([[float(v) for v in r[4:]] for r in rows])
     np.testing.assert_allclose(emb, np.stack([w.embedding for w in want]), atol=1e-6, rtol=1e-5)
 

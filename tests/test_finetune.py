@@ -239,3 +239,39 @@ def test_rc_augmented_model_is_strand_symmetric(motif_data, tiny_model_dir, tmp_
     _cli("predict", "--model", out, "--input", fasta, "-o", pred, "--quiet")
     probs = [float(r["prob_motif"]) for r in csv.DictReader(open(pred), delimiter="\t")]
     assert np.allclose(probs[0::2], probs[1::2], atol=1e-5)
+
+
+def test_predict_and_evaluate_take_other_column_names(motif_model, motif_data, tmp_path):
+    rows = list(csv.reader(open(motif_data["test"]), delimiter="\t"))
+    renamed = tmp_path / "renamed.tsv"
+    with open(renamed, "w", newline="") as handle:
+        csv.writer(handle, delimiter="\t", lineterminator="\n").writerows([["id", "dna", "truth"], *rows[1:]])
+    plain, other = tmp_path / "plain.tsv", tmp_path / "other.tsv"
+    _cli("predict", "--model", motif_model, "--input", motif_data["test"], "-o", plain, "--quiet")
+    _cli("predict", "--model", motif_model, "--input", renamed, "-o", other, "--sequence-column", "dna", "--quiet")
+    column = lambda path: [r["predicted"] for r in csv.DictReader(open(path), delimiter="\t")]  # noqa: E731
+    assert column(other) == column(plain)
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    _cli("evaluate", "--model", motif_model, "--input", motif_data["test"], "--json", a, "--quiet")
+    _cli("evaluate", "--model", motif_model, "--input", renamed, "--json", b, "--sequence-column", "dna",
+         "--label-column", "truth", "--quiet")
+    assert json.loads(a.read_text())["metrics"] == json.loads(b.read_text())["metrics"]
+    refused = _cli("predict", "--model", motif_model, "--input", renamed, "-o", renamed, check=False)
+    assert refused.returncode == 2 and "is the file given to --input" in refused.stderr
+
+
+def test_finetune_warns_when_validation_is_the_training_set(motif_data, tiny_model_dir, tmp_path):
+    proc = _cli("finetune", "--train", motif_data["train"], "--val", motif_data["train"], "-o", tmp_path / "m",
+                "--model", tiny_model_dir, "--epochs", 1, "--freeze-encoder", "--threads", 1, "--quiet")
+    assert "mergedna: warning: --val" in proc.stderr and "same file as --train" in proc.stderr
+    copy = tmp_path / "val_copy.tsv"
+    copy.write_bytes(Path(motif_data["val"]).read_bytes() + b"seqx\t" + open(motif_data["train"], "rb").read()
+                     .splitlines()[1].split(b"\t", 1)[1] + b"\n")
+    proc = _cli("finetune", "--train", motif_data["train"], "--val", copy, "-o", tmp_path / "m2",
+                "--model", tiny_model_dir, "--epochs", 1, "--freeze-encoder", "--threads", 1, "--quiet")
+    assert "1 of 81 sequences of --val" in proc.stderr
+
+
+def test_finetune_help_lists_the_choices():
+    proc = _cli("finetune", "--help")
+    assert "classification" in proc.stdout and "regression" in proc.stdout and "sampling" in proc.stdout

@@ -436,3 +436,32 @@ def test_fai_option_builds_the_index_elsewhere(model, tmp_path):
                  "-o", tmp_path / "o.vcf", "--threads", "1", "-q", "--fai", index)
     assert result.returncode == 0, result.stderr
     assert index.is_file() and not (folder / "ref.fa.gz.fai").exists()
+
+
+# -- smaller items: --resume with a conflicting --preset; choices in --help --------------------------
+def test_resume_with_a_conflicting_preset_is_an_error(tiny_model_dir, tmp_path):
+    from mergedna_cli.model.files import load_config
+
+    out = tmp_path / "run"
+    step = out / "checkpoints" / "step-0000002"
+    step.mkdir(parents=True)
+    shutil.copy(tiny_model_dir / "config.json", step / "config.json")
+    (out / "checkpoints" / "latest").write_text("step-0000002\n")
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">g\n" + "ACGT" * 200 + "\n")
+    stored = load_config(step)
+    run("pretrain", "--fasta", fasta, "-o", out, "--resume", "--preset", "small", "--quiet").one_line_error(
+        2, "--resume continues the model", "--preset small")
+    run("pretrain", "--fasta", fasta, "-o", out, "--resume", "--preset", "tiny", "--context", "128",
+        "--quiet").one_line_error(2, "--context 128", "context")
+    same = run("pretrain", "--fasta", fasta, "-o", out, "--resume", "--preset", "tiny", "--context",
+               str(stored.context), "--quiet")
+    assert "--resume continues the model" not in same.stderr  # the same model: on to the checkpoint
+
+
+def test_score_help_lists_the_choices():
+    result = run("score", "--help")
+    text = result.stdout.decode()
+    assert result.returncode == 0
+    for choice in ("flag", "skip", "error", "tsv", "parquet"):
+        assert choice in text

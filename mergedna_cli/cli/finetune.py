@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ..errors import UsageError
 from .app import app
 from .threads import limit_threads
 from .options import Debug, Device, Model, Quiet, Threads
+
+
+class Task(str, Enum):
+    classification = "classification"
+    regression = "regression"
+
+
+class Balance(str, Enum):
+    weights = "weights"
+    sampling = "sampling"
+    none = "none"
 
 
 class _EpochBar:
@@ -44,7 +55,7 @@ def finetune(
     val: Annotated[Path, typer.Option("--val", help="Validation set (same layout); used for early stopping and model selection only.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Fine-tuned model directory to create.")],
     model: Model = None,
-    task: Annotated[str, typer.Option(help="classification or regression.")] = "classification",
+    task: Annotated[Task, typer.Option(help="classification or regression.")] = Task.classification,
     fasta: Annotated[Optional[Path], typer.Option("--fasta", help="Reference for BED inputs.")] = None,
     sequence_column: Annotated[str, typer.Option(help="Column with the sequences (TSV/CSV).")] = "sequence",
     label_column: Annotated[str, typer.Option(help="Column with the labels: a name, or for a BED a 1-based number (default: column 4).")] = "label",
@@ -55,7 +66,7 @@ def finetune(
     weight_decay: Annotated[float, typer.Option(min=0.0)] = 0.01,
     patience: Annotated[int, typer.Option(min=1, help="Stop after this many epochs without a better validation score.")] = 3,
     freeze_encoder: Annotated[bool, typer.Option("--freeze-encoder/--full", help="Train the head only (embeddings computed once), or the encoder too (default).")] = False,
-    balance: Annotated[str, typer.Option(help="Skewed classes: weights (loss weights), sampling (balanced batches) or none.")] = "weights",
+    balance: Annotated[Balance, typer.Option(help="Skewed classes: weights (loss weights), sampling (balanced batches) or none.")] = Balance.weights,
     rc_augment: Annotated[bool, typer.Option("--rc-augment", help="Labels do not depend on strand (e.g. enhancers): train on a random strand per sequence; validation and predict average both strands.")] = False,
     hidden: Annotated[int, typer.Option(min=1, help="Hidden units of the head.")] = 128,
     dropout: Annotated[float, typer.Option(min=0.0, max=0.9, help="Dropout in the head.")] = 0.1,
@@ -71,8 +82,7 @@ def finetune(
     from ..pipelines.finetune import FinetuneRequest, run
     from ..pipelines.progress import Logger
 
-    if task not in ("classification", "regression"):
-        raise UsageError(f"--task must be classification or regression, got '{task}'")
+    task, balance = Task(task).value, Balance(balance).value
     log = Logger(quiet)
     settings = FinetuneSettings(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                 warmup=warmup, patience=patience, freeze_encoder=freeze_encoder,
@@ -80,7 +90,8 @@ def finetune(
     summary = run(FinetuneRequest(
         train=str(train), val=str(val), out_dir=str(out), settings=settings, base_model=model, task=task,
         fasta=str(fasta) if fasta else None, sequence_column=sequence_column, label_column=label_column,
-        hidden=hidden, dropout=dropout, device=device, threads=threads), log=log.info, on_step=_EpochBar(quiet))
+        hidden=hidden, dropout=dropout, device=device, threads=threads), log=log.info, on_step=_EpochBar(quiet),
+        warn=lambda message: print(f"mergedna: warning: {message}", file=sys.stderr))
     best = summary["best"]
     shown = ", ".join(f"{k[4:]} {v:.4f}" for k, v in best.items()
                       if k.startswith("val_") and isinstance(v, float))

@@ -17,7 +17,7 @@ from .options import Debug, Device, Quiet, Threads
 def pretrain(
     fasta: Annotated[list[Path], typer.Option("--fasta", help="Training FASTA (plain, gzip or bgzip); repeat for more.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Model directory to write (weights, checkpoints, metrics).")],
-    preset: Annotated[str, typer.Option(help="Model size: tiny, small, base or paper.")] = "small",
+    preset: Annotated[Optional[str], typer.Option(help="Model size: tiny, small (default), base or paper. With --resume the checkpoint's model is used; a different one is an error.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="Model config JSON (overrides --preset).")] = None,
     context: Annotated[Optional[int], typer.Option(min=64, help="Window length in bases (default: the preset's).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per step (per process).")] = 16,
@@ -75,9 +75,11 @@ def pretrain(
         except (OSError, json.JSONDecodeError) as exc:
             raise UsageError(f"cannot read --config '{config}': {exc}") from None
     else:
-        cfg = MergeDNAConfig.preset(preset)
+        cfg = MergeDNAConfig.preset(preset or "small")
     if context:
         cfg.context = context
+    if resume and (preset is not None or config is not None or context):
+        _check_resumed_model(out, cfg, preset, config, context)
     settings = PretrainSettings(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup,
                                 min_lr_ratio=min_lr_ratio, weight_decay=weight_decay, seed=seed,
                                 val_every=val_every, checkpoint_every=checkpoint_every, log_every=log_every,
@@ -89,3 +91,25 @@ def pretrain(
         val_bed=str(val_bed) if val_bed else None, val_windows=val_windows,
         exclude_bed=[str(p) for p in exclude or []], resume=resume,
         init_from=str(init_from) if init_from else None, cache_dir=str(cache_dir) if cache_dir else None, device=device, quiet=quiet))
+
+
+def _check_resumed_model(out: Path, cfg, preset, config, context) -> None:
+    """--resume continues the checkpoint's model: a --preset/--config/--context that asks for
+    another one is an error, not silently ignored."""
+    from ..model.files import load_config
+    from ..training.checkpoint import latest_checkpoint
+
+    root = out / "checkpoints"
+    existing = latest_checkpoint(root) if root.is_dir() else None
+    if existing is None:
+        return  # the pipeline reports the missing checkpoint
+    stored = load_config(existing)
+    if stored.to_dict() == cfg.to_dict():
+        return
+    asked = " ".join(part for part in (f"--preset {preset}" if preset else "",
+                                      f"--config {config}" if config else "",
+                                      f"--context {context}" if context else "") if part)
+    differs = sorted(k for k, v in cfg.to_dict().items() if stored.to_dict().get(k) != v)
+    raise UsageError(f"--resume continues the model in {existing} (preset '{stored.name}', context "
+                     f"{stored.context}); {asked} asks for another ({', '.join(differs)} differ): "
+                     "drop it, or start a new run in another -o")

@@ -61,8 +61,30 @@ def _check_lengths(data: SequenceSet, context: int, log) -> None:
             f"on {context}-base windows")
 
 
-def run(request: FinetuneRequest, log=lambda msg: None, on_step=lambda done, total, loss: None) -> dict:
+def _check_leak(request: FinetuneRequest, train_set, val_set, warn) -> None:
+    """--val that is --train (or shares sequences with it) makes validation measure training fit:
+    model selection and early stopping would be meaningless. Warned, not refused (a smoke test
+    may want it)."""
+    same = os.path.abspath(request.train) == os.path.abspath(request.val)
+    try:
+        same = same or os.path.samefile(request.train, request.val)
+    except OSError:
+        pass
+    if same:
+        warn(f"--val '{request.val}' is the same file as --train: validation metrics, early stopping "
+             "and the choice of the best epoch will reflect training fit, not generalisation")
+        return
+    seen = set(train_set.sequences)
+    shared = sum(1 for seq in val_set.sequences if seq in seen)
+    if shared:
+        warn(f"{shared:,} of {len(val_set):,} sequences of --val '{request.val}' also appear in --train "
+             f"'{request.train}': validation metrics will be optimistic")
+
+
+def run(request: FinetuneRequest, log=lambda msg: None, on_step=lambda done, total, loss: None,
+        warn=None) -> dict:
     settings = request.settings
+    warn = log if warn is None else warn
     if settings.balance not in BALANCE:
         raise UsageError(f"--balance must be one of {', '.join(BALANCE)}, got '{settings.balance}'")
     out = Path(request.out_dir)
@@ -70,6 +92,7 @@ def run(request: FinetuneRequest, log=lambda msg: None, on_step=lambda done, tot
         raise UsageError(f"'{out}' already holds a fine-tuned model; choose a new -o or remove it")
     base_dir = resolve_model_dir(request.base_model)
     train_set, val_set = _read(request.train, request), _read(request.val, request)
+    _check_leak(request, train_set, val_set, warn)
     task = make_task(request.task, train_set.labels, request.train)
     train = Split(encode_all(train_set.sequences), encode_targets(task, train_set.labels, request.train, train_set.where))
     val = Split(encode_all(val_set.sequences), encode_targets(task, val_set.labels, request.val, val_set.where))

@@ -16,11 +16,13 @@ from ..finetune.task import decode_regression, encode_targets
 from ..io.labelled import SequenceSet, read_sequences
 
 
-def read_input(path: str, predictor: Predictor, fasta: str | None, need_labels: bool) -> SequenceSet:
-    """The input, read with the column names the model was trained with (unless overridden)."""
+def read_input(path: str, predictor: Predictor, fasta: str | None, need_labels: bool,
+               sequence_column: str | None = None, label_column: str | None = None) -> SequenceSet:
+    """The input, read with the column names the model was trained with unless overridden
+    (`--sequence-column`, `--label-column`)."""
     columns = predictor.info.get("input", {})
-    return read_sequences(path, fasta, columns.get("sequence_column", "sequence"),
-                          columns.get("label_column", "label"), require_label=need_labels)
+    return read_sequences(path, fasta, sequence_column or columns.get("sequence_column", "sequence"),
+                          label_column or columns.get("label_column", "label"), require_label=need_labels)
 
 
 def prediction_columns(predictor: Predictor, outputs: np.ndarray) -> tuple[list[str], list[list[str]]]:
