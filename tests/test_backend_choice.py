@@ -30,7 +30,7 @@ cpu_only = pytest.mark.skipif(factory._torch_cuda_count() > 0 or factory._onnx_c
 def gpu(monkeypatch):
     """Simulate what torch and ONNX Runtime report about CUDA."""
     def set_gpu(torch_devices: int = 0, onnx_cuda: bool = False):
-        monkeypatch.setattr(factory, "_torch_cuda_count", lambda: torch_devices)
+        monkeypatch.setattr(factory, "_torch_cuda_count", lambda files_first=False: torch_devices)
         monkeypatch.setattr(factory, "_onnx_cuda", lambda: onnx_cuda)
     return set_gpu
 
@@ -110,6 +110,42 @@ def test_resolve_batch_size():
     assert resolve_batch_size(7, _Fake("torch", "cuda:0")) == 7
     assert resolve_batch_size("auto", _Fake("onnx", "cpu"), None) == factory.AUTO_BATCH_CPU == 32
     assert resolve_batch_size("auto", _Fake("onnx", "cuda:0")) == factory.ONNX_CUDA_BATCH
+
+
+def test_cuda_batch_size_from_measured_memory(monkeypatch):
+    """The arithmetic of the CUDA probe, with torch.cuda's memory counters simulated: PROBE_ROWS
+    rows took `peak` bytes; half the free memory, 2 rows per window, a power of two, capped."""
+    import torch
+
+    from mergedna_cli.engine.backends import BackendOutput
+
+    class Probe:
+        name, device, part = "torch", "cuda:0", "masked"
+        config = type("Config", (), {"context": 512})
+
+        def __init__(self):
+            self.shapes = []
+
+        def run(self, ids, query=None):
+            self.shapes.append((ids.shape, query.shape))
+            return BackendOutput(None, None, None, None, None)
+
+    def simulate(peak: int, free: int):
+        for name, value in {"synchronize": lambda d=None: None, "memory_allocated": lambda d=None: 0,
+                            "reset_peak_memory_stats": lambda d=None: None,
+                            "max_memory_allocated": lambda d=None: peak, "memory_reserved": lambda d=None: 0,
+                            "mem_get_info": lambda d=None: (free, free)}.items():
+            monkeypatch.setattr(torch.cuda, name, value)
+
+    probe = Probe()
+    simulate(peak=16 * 10 * 2**20, free=4 * 2**30)  # 10 MiB per row, 4 GiB free: 2 GiB / 20 MiB = 102
+    assert factory.cuda_batch_size(probe) == 64
+    assert probe.shapes == [((factory.PROBE_ROWS, 512), (factory.PROBE_ROWS, 64))]
+    simulate(peak=16 * 10 * 2**20, free=140 * 2**30)
+    assert factory.cuda_batch_size(probe) == factory.CUDA_BATCH_MAX
+    simulate(peak=16 * 10 * 2**20, free=2**20)
+    assert factory.cuda_batch_size(probe) == 1
+    assert resolve_batch_size("auto", probe, _Fake("onnx", "cpu")) == 1
 
 
 @cpu_only

@@ -42,7 +42,8 @@ PROBE_ROWS = 16        # rows of the one batch run to measure GPU memory per row
 
 # Device files of a GPU that CUDA (NVIDIA; WSL2's /dev/dxg) or ROCm (/dev/kfd) can use: without
 # one, `--device auto` is the CPU without importing torch (~1.5 s of start-up per pipeline job).
-_GPU_DEVICE_FILES = ("/dev/nvidia[0-9]*", "/dev/dxg", "/dev/kfd")
+# An explicit --device cuda always asks torch.
+_GPU_DEVICE_FILES = ("/dev/nvidia*", "/dev/dxg", "/dev/kfd")
 
 
 def parity_sequences(context: int) -> list[np.ndarray]:
@@ -109,7 +110,7 @@ def choose(backend: str, device: str, require: str | None = None) -> tuple[str, 
         if backend == "onnx":  # as ONNX Runtime decides, without importing torch
             device = "cuda" if _onnx_cuda() else "cpu"
         else:
-            device = "cuda" if _torch_cuda_count() else "cpu"
+            device = "cuda" if _torch_cuda_count(files_first=True) else "cpu"
     if device == "cpu":
         if backend == "auto":
             backend = AUTO_BACKEND["cpu"] if _onnx_importable() else "torch"
@@ -130,8 +131,8 @@ def choose(backend: str, device: str, require: str | None = None) -> tuple[str, 
         if _cuda_index(device) >= count:
             raise UsageError(f"--device {device}: PyTorch sees {count} CUDA device(s) (cuda:0 to cuda:{count - 1})")
     elif not _onnx_cuda():
-        raise UsageError(f"--device {device} with --backend onnx needs onnxruntime-gpu (pip install "
-                         f"'mergedna[gpu]'; ONNX Runtime: {_onnx_cuda_reason()})")
+        raise UsageError(f"--device {device} with --backend onnx needs onnxruntime-gpu in place of onnxruntime "
+                         f"(ONNX Runtime: {_onnx_cuda_reason()})")
     return backend, device
 
 
@@ -186,21 +187,20 @@ def _gpu_device_files() -> bool:
     return any(glob.glob(pattern) for pattern in _GPU_DEVICE_FILES)
 
 
-def _torch_cuda_count() -> int:
-    """CUDA devices PyTorch can use (0 where no GPU device file exists: torch is not imported)."""
-    if not _gpu_device_files():
+def _torch_cuda_count(files_first: bool = False) -> int:
+    """CUDA devices PyTorch can use. files_first (for --device auto): 0 without importing torch
+    where no GPU device file exists."""
+    if files_first and not _gpu_device_files():
         return 0
     import torch
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def _torch_cuda_reason() -> str:
-    if not _gpu_device_files():
-        return "no GPU device file in /dev"
     import torch
     if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:
         return f"torch {torch.__version__} is a CPU-only build"
-    return f"torch {torch.__version__} finds no usable GPU"
+    return f"torch {torch.__version__} finds no usable GPU" + ("" if _gpu_device_files() else " (no GPU device file in /dev)")
 
 
 def _onnx_importable() -> bool:
