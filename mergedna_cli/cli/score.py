@@ -114,6 +114,8 @@ def score(
         raise UsageError(f"--strand must be both or forward, got '{strand}'")
     fmt, kind, compress = resolve_output(out, format.value if format else None,
                                          output_type.value if output_type else None)
+    if fmt == "parquet" and out == "-":
+        raise UsageError("parquet output needs a file name, not '-'")
     if regions is not None and regions_file is not None:
         raise UsageError("give -r/--regions or -R/--regions-file, not both")
     shard_spec = parse_shard(shard)
