@@ -112,6 +112,20 @@ def test_resolve_batch_size():
     assert resolve_batch_size("auto", _Fake("onnx", "cuda:0")) == factory.ONNX_CUDA_BATCH
 
 
+def test_no_cpu_slices_on_cuda(gpu, monkeypatch):
+    gpu(1, True)
+    built = []
+
+    def single(model, name, device, threads, log, part):
+        built.append((name, device, threads))
+        return _Fake(name, device)
+    monkeypatch.setattr(factory, "_single_backend", single)
+    assert not isinstance(make_backend(None, "auto", "auto", threads=4), SlicedBackend)
+    assert not isinstance(make_backend(None, "onnx", "cuda:0", threads=4), SlicedBackend)
+    assert isinstance(make_backend(None, "auto", "cpu", threads=4), SlicedBackend)
+    assert built == [("torch", "cuda", 4), ("onnx", "cuda:0", 4), ("onnx", "cpu", 1)]
+
+
 def test_cuda_batch_size_from_measured_memory(monkeypatch):
     """The arithmetic of the CUDA probe, with torch.cuda's memory counters simulated: PROBE_ROWS
     rows took `peak` bytes; half the free memory, 2 rows per window, a power of two, capped."""
