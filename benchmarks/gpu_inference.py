@@ -452,15 +452,19 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{run['embed']['bases_per_s']:,.0f} bases/s", flush=True)
             if model == models[0] and masked.name == "torch" and sweep:
                 sweep_variants = synthetic[:5000]  # 10,000 rows: several calls even at 2048 windows
+                first = None  # the first size's scores and starts: results must not depend on the batch
                 for size in sweep:
                     s = score_phase(masked, reference, sweep_variants, size)
                     t = tracks_phase(tokens, reference, spans, size)
+                    first = first or (s["_scores"], t["_starts"])
                     results["sweep"].append({
                         "model": model, "backend": masked.name, "device": masked.device, "batch_size": size,
                         "score_windows_per_s": s["windows"] / s["seconds"], "score_snvs_per_s": s["snvs_per_s"],
                         "score_peak_gpu_mib": s["peak_gpu_mib"],
                         "tracks_windows_per_s": t["windows"] / t["seconds"], "tracks_bases_per_s": t["bases_per_s"],
-                        "tracks_peak_gpu_mib": t["peak_gpu_mib"]})
+                        "tracks_peak_gpu_mib": t["peak_gpu_mib"],
+                        "max_abs_score_diff_vs_first_size": max_abs(s["_scores"], first[0]),
+                        "token_starts_vs_first_size": start_difference(t["_starts"], first[1])})
                     print(f"  sweep batch {size}: score {s['windows'] / s['seconds']:,.0f} windows/s "
                           f"(peak {s['peak_gpu_mib']} MiB), tracks {t['windows'] / t['seconds']:,.0f} windows/s "
                           f"(peak {t['peak_gpu_mib']} MiB)", flush=True)
@@ -500,10 +504,13 @@ def print_table(results: dict) -> None:
     for s in results["skipped"]:
         print(f"{s['model']:<16}{s['backend']:<8}skipped: {s['reason']}")
     if results["sweep"]:
-        print(f"\n{'batch':>6}{'score win/s':>13}{'score MiB':>11}{'tracks win/s':>14}{'tracks MiB':>12}")
+        print(f"\n{'batch':>6}{'score win/s':>13}{'score MiB':>11}{'tracks win/s':>14}{'tracks MiB':>12}"
+              f"{'max|dS| vs first':>18}{'starts≠ vs first':>18}")
         for s in results["sweep"]:
             print(f"{s['batch_size']:>6}{fmt(s['score_windows_per_s']):>13}{fmt(s['score_peak_gpu_mib'], ',.1f'):>11}"
-                  f"{fmt(s['tracks_windows_per_s']):>14}{fmt(s['tracks_peak_gpu_mib'], ',.1f'):>12}")
+                  f"{fmt(s['tracks_windows_per_s']):>14}{fmt(s['tracks_peak_gpu_mib'], ',.1f'):>12}"
+                  f"{fmt(s['max_abs_score_diff_vs_first_size'], '.2e'):>18}"
+                  f"{s['token_starts_vs_first_size']['fraction']:>18.2%}")
     print(f"goals (one H200, default model): score >= {GOAL_SNVS:,.0f} SNVs/s both strands, "
           f"tracks boundaries >= {GOAL_TRACKS / 1e6:g} Mb/s")
 

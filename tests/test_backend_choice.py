@@ -246,4 +246,7 @@ def test_gpu_benchmark_dry_run_on_cpu(tmp_path):
     onnx = runs["onnx"]["agreement_vs_cpu_torch"]
     assert onnx["token_starts"]["fraction"] <= 0.01 and onnx["embed_max_abs_diff"] < 1e-3
     assert [s["batch_size"] for s in result["sweep"]] == [8, 16]
+    for entry in result["sweep"]:  # batch size changes no token start and no score beyond rounding
+        assert entry["token_starts_vs_first_size"]["differing_starts"] == 0
+        assert entry["max_abs_score_diff_vs_first_size"] < 1e-4
     assert "goals" in run.stdout
