@@ -250,3 +250,20 @@ def test_gpu_benchmark_dry_run_on_cpu(tmp_path):
         assert entry["token_starts_vs_first_size"]["differing_starts"] == 0
         assert entry["max_abs_score_diff_vs_first_size"] < 1e-4
     assert "goals" in run.stdout
+
+
+@cpu_only
+def test_auto_on_cpu_never_imports_torch(tmp_path):
+    """--backend auto on a machine without a GPU runs ONNX Runtime without importing torch (start-up
+    per pipeline job), for the shipped model, whose graphs are shipped."""
+    code = ("import sys; sys.modules['torch'] = None\n"  # any `import torch` now fails
+            "from mergedna_cli.cli.app import main\n"
+            f"sys.argv = ['mergedna', 'tracks', '--fasta', {str(EXAMPLE_FASTA)!r}, '--region',"
+            f" 'chr17:43,045,001-43,045,600', '-o', {str(tmp_path / 't')!r}, '--threads', '1', '--quiet']\n"
+            "main()\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "MERGEDNA_CACHE": str(tmp_path / "cache")})
+    assert run.returncode == 0, run.stderr
+    import json
+    meta = json.loads((tmp_path / "t.tracks.json").read_text())
+    assert (meta["backend"], meta["device"]) == ("onnx", "cpu")
