@@ -159,8 +159,10 @@ def score(
     counts = ", ".join(f"{status} {n}" for status, n in summary.alleles.most_common())
     resumed = f"; {summary.resumed} of them from an earlier run" if summary.resumed else ""
     fractions = summary.fractions()
-    log.info(f"scored {summary.records} records ({counts}){resumed}; REF mismatch "
-             f"{fractions['ref_mismatch']:.1%}, reference N {fractions['reference_is_n']:.1%} "
-             f"of {summary.compared} compared")
+    checks = ""  # the REF checks, when any failed (a clean run keeps its one short line)
+    if summary.mismatches or summary.ref_checks["reference_is_n"]:
+        checks = (f"; REF mismatch {fractions['ref_mismatch']:.1%}, reference N "
+                  f"{fractions['reference_is_n']:.1%} of {summary.compared} records compared")
+    log.info(f"scored {summary.records} records ({counts}){resumed}{checks}")
     for warning in summary.warnings:  # shown even with --quiet: the scores are likely meaningless
         print(f"mergedna: warning: {warning}", file=sys.stderr)
