@@ -393,6 +393,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"inputs: {len(sge)} SGE records, {n_synthetic} synthetic SNVs, "
           f"{results['inputs']['tracks_bases']:,} bases for tracks/embed ({fasta.name})", flush=True)
 
+    def save():  # after every run too: a run stopped at its time limit keeps what it measured
+        if args.json_out:
+            args.json_out.write_text(json.dumps(results, indent=2, default=float) + "\n")
+
     def build(model, name, device, part, threads=None):
         return Timed(make_backend(str(resolve_model_dir(model)), name, device, threads, part=part,
                                   log=lambda m: print(f"  {m}", flush=True)))
@@ -446,6 +450,7 @@ def main(argv: list[str] | None = None) -> dict:
                 for key in [k for k in run[phase] if k.startswith("_")]:
                     del run[phase][key]
             results["runs"].append(run)
+            save()
             print(f"  score SGE {run['score_sge']['snvs_per_s']:,.0f} SNVs/s, synthetic "
                   f"{run['score_synthetic']['snvs_per_s']:,.0f} SNVs/s, tracks {run['tracks']['bases_per_s']:,.0f} "
                   f"bases/s (pipeline {run['tracks_pipeline']['bases_per_s']:,.0f}), embed "
@@ -468,6 +473,7 @@ def main(argv: list[str] | None = None) -> dict:
                     print(f"  sweep batch {size}: score {s['windows'] / s['seconds']:,.0f} windows/s "
                           f"(peak {s['peak_gpu_mib']} MiB), tracks {t['windows'] / t['seconds']:,.0f} windows/s "
                           f"(peak {t['peak_gpu_mib']} MiB)", flush=True)
+                    save()
             del masked, tokens, embedding
 
     if not args.no_cli:
@@ -479,7 +485,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     print_table(results)
     if args.json_out:
-        args.json_out.write_text(json.dumps(results, indent=2, default=float) + "\n")
+        save()
         print(f"wrote {args.json_out}")
     return results
 
