@@ -403,6 +403,12 @@ def test_regions_select_what_bcftools_selects(model, tmp_path):
     out_b = tmp_path / "b.vcf"
     assert run(*score(model, bcf, out_b, "-r", region)).returncode == 0
     assert [r[2] for r in records(out_b)] == [r[2] for r in records(out)]
+    csi = tmp_path / "csi.vcf.gz"  # a CSI index instead of .tbi
+    shutil.copy(CLINVAR, csi)
+    subprocess.run(["bcftools", "index", "-c", str(csi)], check=True)
+    out_c = tmp_path / "c.vcf"
+    assert run(*score(model, csi, out_c, "-r", region)).returncode == 0
+    assert records(out_c) == records(out)
     plain = tmp_path / "plain.vcf"
     plain.write_bytes(gzip.decompress(CLINVAR.read_bytes()))
     run(*score(model, plain, tmp_path / "x.vcf", "-r", region)).one_line_error(1, "index")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import importlib
+import io
 import os
 import re
 import shutil
@@ -107,7 +108,8 @@ def read_regions_file(path: str) -> list[VcfRegion]:
     .bed (or .bed.gz) is BED, 0-based half-open. `#` lines are skipped."""
     bed = re.search(r"\.bed(\.b?gz)?$", path) is not None
     try:
-        opener = gzip.open if open(path, "rb").read(2) == b"\x1f\x8b" else open
+        with open(path, "rb") as raw:
+            opener = gzip.open if raw.read(2) == b"\x1f\x8b" else open
         handle = opener(path, "rt", errors="replace")
     except IsADirectoryError:
         raise InputError(f"regions file '{path}' is a directory") from None
@@ -187,6 +189,38 @@ def _sniff(head: bytes) -> str:
     return "unknown"
 
 
+class _Prefixed(io.RawIOBase):
+    """A stream that yields `head` and then the rest of `rest`: stdin after its first bytes were
+    read to tell VCF from BCF (a pipe cannot be rewound)."""
+
+    def __init__(self, head: bytes, rest):
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n], self._head = self._head[:n], self._head[n:]
+            return n
+        data = self._rest.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def _read_head(stream, size: int = 65536) -> bytes:
+    """Up to `size` bytes (fewer only at the end of the stream), however a pipe delivers them."""
+    chunks, got = [], 0
+    while got < size:
+        chunk = stream.read(size - got)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
 def _describe(head: bytes) -> str:
     inner = _inner_head(head)[:20]
     return repr(inner.decode("latin-1"))
@@ -199,6 +233,7 @@ class VcfReader:
         self.path = str(path)
         self.regions = regions
         self._spool: str | None = None
+        self._stdin = None
         if self.path != "-":
             if os.path.isdir(self.path):
                 raise InputError(f"VCF '{self.path}' is a directory, not a VCF/BCF file")
@@ -208,8 +243,8 @@ class VcfReader:
             raise InputError("-r/-R need an indexed VCF/BCF file, not stdin")
         try:
             if self.path == "-":
-                raw = sys.stdin.buffer
-                head = raw.peek(65536)[:65536] if hasattr(raw, "peek") else b""
+                head = _read_head(sys.stdin.buffer)
+                self._stdin = io.BufferedReader(_Prefixed(head, sys.stdin.buffer), 1 << 16)
             else:
                 with open(self.path, "rb") as handle:
                     head = handle.read(65536)
@@ -238,7 +273,7 @@ class VcfReader:
         if path == "-":  # htslib reads a file; pysam cannot be handed the bytes peeked from stdin
             fd, self._spool = tempfile.mkstemp(prefix="mergedna-stdin-", suffix=".bcf")
             with os.fdopen(fd, "wb") as spool:
-                shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
+                shutil.copyfileobj(self._stdin, spool, 1 << 20)
             path = self._spool
         quiet = pysam.set_verbosity(0)  # no htslib "index not found" lines on stderr
         try:
@@ -265,9 +300,8 @@ class VcfReader:
 
     def _open_text(self) -> list[str]:
         if self.path == "-":
-            raw = sys.stdin.buffer
-            head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
-            self._handle = gzip.GzipFile(fileobj=raw) if head[:2] == b"\x1f\x8b" else raw
+            raw = self._stdin
+            self._handle = gzip.GzipFile(fileobj=raw) if raw.peek(2)[:2] == b"\x1f\x8b" else raw
         else:
             with open(self.path, "rb") as handle:
                 magic = handle.read(2)
@@ -291,13 +325,16 @@ class VcfReader:
         return lines
 
     def _open_text_regions(self, log) -> list[str]:
-        with gzip.open(self.path, "rb") if open(self.path, "rb").read(2) == b"\x1f\x8b" \
-                else open(self.path, "rb") as handle:
+        with open(self.path, "rb") as handle:
+            magic = handle.read(2)
+        with gzip.open(self.path, "rb") if magic == b"\x1f\x8b" else open(self.path, "rb") as handle:
             lines = self._read_header(handle)
         quiet = pysam.set_verbosity(0)
         try:
             # latin-1 maps every byte to one character, so the line's bytes come back exactly
-            self._tabix = pysam.TabixFile(self.path, encoding="latin-1")
+            index = next((f"{self.path}{ext}" for ext in (".tbi", ".csi")
+                          if os.path.isfile(f"{self.path}{ext}")), None)
+            self._tabix = pysam.TabixFile(self.path, index=index, encoding="latin-1")
         except (OSError, ValueError):
             raise InputError(f"-r/-R need an indexed VCF: '{self.path}' has no tabix/CSI index "
                              f"(bgzip it and run `tabix -p vcf {self.path}` or `bcftools index`)") from None
@@ -364,7 +401,7 @@ class VcfReader:
     def close(self) -> None:
         for name in ("_handle", "_vf", "_tabix"):
             handle = getattr(self, name, None)
-            if handle is not None and handle is not sys.stdin.buffer:
+            if handle is not None and handle is not getattr(self, "_stdin", None):
                 handle.close()
             setattr(self, name, None)
         if self._spool:
