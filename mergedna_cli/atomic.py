@@ -50,6 +50,32 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], durable
         tmp.unlink(missing_ok=True)  # only left when write failed
 
 
+class _Named:
+    """A handle whose failed writes name the output (a full disk: 'No space left on device: OUT');
+    everything else passes through."""
+
+    def __init__(self, handle, path: Path):
+        self._handle, self._path = handle, path
+
+    def _call(self, method: str, *args):
+        try:
+            return getattr(self._handle, method)(*args)
+        except OSError as exc:
+            raise with_filename(exc, self._path) from None
+
+    def write(self, data):
+        return self._call("write", data)
+
+    def writelines(self, lines):
+        return self._call("writelines", lines)
+
+    def close(self):
+        return self._call("close")
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+
 class AtomicFile:
     """An output streamed to its temporary name through a handle with `close()`: `close()` renames
     the finished file into place, `abort()` removes it. Subclasses open the handle in `_open`."""
@@ -57,24 +83,25 @@ class AtomicFile:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.tmp = temp_path(self.path)
-        self._out = self._open(self.tmp)
+        self._out = _Named(self._open(self.tmp), self.path)
 
     def _open(self, tmp: Path):
         raise NotImplementedError
 
     def close(self) -> None:
         try:
-            self._out.close()
-        except OSError as exc:  # the last buffered write fails here on a full disk
+            self._out.close()  # the last buffered write fails here on a full disk
+        except BaseException:
             self.tmp.unlink(missing_ok=True)
-            raise with_filename(exc, self.path) from None
+            raise
         publish(self.tmp, self.path)
 
     def abort(self) -> None:
-        """Remove the temporary file, even when closing it fails again (a full disk)."""
+        """Remove the temporary file, even when closing it fails again (a full disk; pyBigWig
+        raises RuntimeError)."""
         try:
             self._out.close()
-        except OSError:
+        except Exception:  # noqa: BLE001 - the error being handled is the one that matters
             pass
         finally:
             self.tmp.unlink(missing_ok=True)

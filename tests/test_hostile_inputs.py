@@ -471,3 +471,27 @@ def test_score_help_lists_the_choices():
     assert result.returncode == 0
     for choice in ("flag", "skip", "error", "tsv", "parquet"):
         assert choice in text
+
+
+def test_atomic_text_file_names_the_output_when_a_write_fails(tmp_path):
+    from mergedna_cli.atomic import AtomicTextFile
+
+    class DiskFull:
+        def write(self, text):
+            raise OSError(28, "No space left on device")
+
+        def writelines(self, lines):
+            raise OSError(28, "No space left on device")
+
+        def close(self):
+            raise OSError(28, "No space left on device")
+
+    target = AtomicTextFile(tmp_path / "tokens.bed")
+    target._out._handle.close()
+    target._out._handle = DiskFull()
+    with pytest.raises(OSError) as err:
+        target._out.writelines(["chr1\t0\t1\n"])
+    assert err.value.filename == str(tmp_path / "tokens.bed") and err.value.errno == 28
+    with pytest.raises(OSError):
+        target.close()
+    assert list(tmp_path.iterdir()) == []
