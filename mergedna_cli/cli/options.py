@@ -25,8 +25,8 @@ class BackendChoice(str, Enum):
 
 
 Backend = Annotated[BackendChoice, typer.Option(
-    "--backend", help="auto: ONNX Runtime on CPU, PyTorch on CUDA (the fastest that agrees; "
-                      "pipelines/backend_factory.py); torch; or onnx (ONNX Runtime).")]
+    "--backend", help="auto (ONNX Runtime on CPU, PyTorch on CUDA: the fastest that agrees), torch, "
+                      "or onnx (ONNX Runtime).")]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Windows per batch.")]
 
 
