@@ -64,7 +64,7 @@ def load_item(item: str, cache_dir: Path, threads: int) -> dict:
             raise SystemExit(f"error: {path} is not a harness JSON: {exc}") from None
         if "model_info" not in run or "sets" not in run:
             raise SystemExit(f"error: {path} is not a zero_shot.py --json run of a model")
-        return run
+        return {**run, "_path": display_path(path)}
     if not (path / "config.json").is_file():
         raise SystemExit(f"error: '{item}' is neither a model directory nor a harness JSON")
     run = cached_run(path, cache_dir)
@@ -74,7 +74,14 @@ def load_item(item: str, cache_dir: Path, threads: int) -> dict:
         print(f"running the harness on {path} -> {out}")
         zero_shot.main(["--model", str(path), "--threads", str(threads), "--json", str(out)])
         run = json.loads(out.read_text())
-    return run
+    return {**run, "_path": display_path(cache_dir / f"{path.resolve().name}.json")}
+
+
+def display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
 
 
 def dig(entry: dict | None, keys: tuple) -> dict | None:
@@ -157,6 +164,17 @@ def held_out_protocol(runs: list[dict]) -> str:
             f"{held['margin']}); forward strand / mean of both strands; CE in nats per base.")
 
 
+def run_source(run: dict) -> str:
+    """Where a run came from: its JSON and, when recorded, the harness command line."""
+    text = f"`{run.get('_path', '?')}`"
+    if run.get("argv") is not None:
+        text += " from `python benchmarks/zero_shot.py " + " ".join(run["argv"]) + "`"
+    if (run.get("code") or {}).get("commit"):
+        modified = ", package modified" if run["code"].get("mergedna_cli_modified") else ""
+        text += f" (code {run['code']['commit'][:8]}{modified})"
+    return text
+
+
 def markdown(runs: list[dict], command: str, png: Path, md: Path) -> str:
     try:
         image = png.resolve().relative_to(md.resolve().parent)
@@ -176,7 +194,8 @@ def markdown(runs: list[dict], command: str, png: Path, md: Path) -> str:
         "- nonsense vs synonymous, canonical splice vs intronic: AUROC that -score ranks an SGE SNV "
         "of the first class above one of the second (no assay labels used).",
         f"- {held_out_protocol(runs)}",
-        "- bases seen, hardware: from the model's training.json.", "",
+        "- bases seen, hardware: from the model's training.json.",
+        "- harness runs: " + "; ".join(run_source(r) for r in runs), "",
         f"![quality against bases seen]({image})", "",
     ])
 
@@ -217,7 +236,7 @@ def plot(runs: list[dict], path: Path) -> None:
     ax_auc.axhline(0.5, color="grey", ls="--", lw=1)
     ax_auc.set(xticks=range(len(AUROCS)), xlim=(-0.5, len(AUROCS) - 0.5), ylabel="AUROC of -score (95% CI)", ylim=(0.2, 1.0),
                title="BRCA1 zero-shot, final weights (0.5 = chance)")
-    ax_auc.set_xticklabels([label for label, _, _ in AUROCS], fontsize=8)
+    ax_auc.set_xticklabels([label.replace(" vs ", "\nvs ") for label, _, _ in AUROCS], fontsize=8)
     for ax in (ax_ce, ax_auc):
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)

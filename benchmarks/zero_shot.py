@@ -596,9 +596,10 @@ def code_version() -> dict:
     import subprocess
     git = ["git", "-C", str(REPO)]
     try:
-        commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=False).stdout.strip()
         dirty = subprocess.run([*git, "status", "--porcelain", "mergedna_cli"], capture_output=True,
-                               text=True).stdout.strip()
+                               text=True, check=False).stdout.strip()
     except OSError:
         return {"commit": None, "mergedna_cli_modified": None}
     return {"commit": commit or None, "mergedna_cli_modified": bool(dirty)}
@@ -612,7 +613,8 @@ def run_harness(args) -> dict:
                      "backend": args.backend, "strand": args.strand,
                      "mask_spacing": args.mask_spacing or None, "batch_size": args.batch_size,
                      "threads": args.threads, "limit": args.limit, "bootstrap": args.bootstrap,
-                     "seed": args.seed, "quick": args.quick, "code": code_version(), "sets": {}}
+                     "seed": args.seed, "quick": args.quick, "argv": args.argv, "code": code_version(),
+                     "sets": {}}
     if args.limit is not None:
         print(f"NOTE: --limit {args.limit}: the first {args.limit} variants of each set (a check, "
               f"not the benchmark)")
@@ -647,6 +649,7 @@ def run_harness(args) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     from mergedna_cli.errors import MergeDNAError
     try:
         results = run_harness(args)
