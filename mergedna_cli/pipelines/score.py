@@ -573,7 +573,8 @@ def _write_output(records: Iterable[tuple[Variant, list[AlleleJob]]], reader: Vc
         if options.strict and summary.warnings:
             if spec.summary:
                 write_summary(spec.summary, summary, spec.summary_extra)
-            raise InputError(f"--strict: {summary.warnings[0]}; no output written")
+            written = "; stdout holds the records written so far" if spec.path == "-" else "; no output written"
+            raise InputError(f"--strict: {summary.warnings[0]}{written}")
     except BaseException:
         writer.abort()
         if skipped_list:
