@@ -401,18 +401,21 @@ def main(argv: list[str] | None = None) -> dict:
         return Timed(make_backend(str(resolve_model_dir(model)), name, device, threads, part=part,
                                   log=lambda m: print(f"  {m}", flush=True)))
 
-    for model in models:
-        cpu = {}
+    def cpu_reference(model: str) -> dict:
         print(f"{model}: CPU reference (torch)", flush=True)
         t0 = time.perf_counter()
         ref_masked = build(model, "torch", "cpu", "masked", args.cpu_threads)
         ref_tokens = build(model, "torch", "cpu", "tokens", args.cpu_threads)
         ref_embed = build(model, "torch", "cpu", "embedding", args.cpu_threads)
-        cpu["sge"] = score_phase(ref_masked, reference, sge, 32)["_scores"]
-        cpu["synthetic"] = score_phase(ref_masked, reference, agree_synthetic, 32)["_scores"]
-        cpu["starts"] = tracks_phase(ref_tokens, reference, agree_spans, 32)["_starts"]
-        cpu["embed"] = embed_phase(ref_embed, reference, agree_spans, 32)["_vectors"]
+        cpu = {"sge": score_phase(ref_masked, reference, sge, 32)["_scores"],
+               "synthetic": score_phase(ref_masked, reference, agree_synthetic, 32)["_scores"],
+               "starts": tracks_phase(ref_tokens, reference, agree_spans, 32)["_starts"],
+               "embed": embed_phase(ref_embed, reference, agree_spans, 32)["_vectors"]}
         print(f"  {time.perf_counter() - t0:.1f} s", flush=True)
+        return cpu
+
+    for model in models:
+        cpu = None  # computed before the first backend that can run
         for name in backends:
             try:
                 resolved = choose(name, args.device)
@@ -420,6 +423,7 @@ def main(argv: list[str] | None = None) -> dict:
                 results["skipped"].append({"model": model, "backend": name, "reason": str(exc)})
                 print(f"{model} {name}: skipped: {exc}", flush=True)
                 continue
+            cpu = cpu or cpu_reference(model)
             t0 = time.perf_counter()
             masked = build(model, name, args.device, "masked")
             tokens = build(model, name, args.device, "tokens")
