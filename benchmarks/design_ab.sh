@@ -46,8 +46,8 @@ for arm in $ARMS; do
   python -m mergedna_cli pretrain --threads 1 "${files[@]}" --weight 'human_*=10' \
     --exclude models/recipes/exclude_brca1_locus.bed \
     --val-fasta "$DATA/pretrain_corpus/human_GRCh37_chr20_1Mb_vg1kgp.fa.gz" --val-windows 64 \
-    $( [ -n "${RESUME:-}" ] && echo --resume || echo --init-from "$(start_model "$arm")" ) --batch-size 16 --lr 1e-3 --warmup 40 --steps "$STEPS" \
-    --val-every 100 --checkpoint-every 100 --seed 7 --cache-dir "$OUT/cache-$arm" -o "$OUT/$arm" --quiet \
+    $( [ -n "${RESUME:-}" ] && echo --resume || echo --init-from "$(start_model "$arm")" ) --batch-size 16 --lr 1e-3 --warmup "$((STEPS / 10))" --steps "$STEPS" \
+    --val-every 50 --checkpoint-every 50 --seed 7 --cache-dir "$OUT/cache-$arm" -o "$OUT/$arm" --quiet \
     "${extra[@]}" > "$OUT/$arm.log" 2>&1 &
 done
 wait
