@@ -17,7 +17,7 @@ from .options import Debug, Device, Quiet, Threads
 def pretrain(
     fasta: Annotated[list[Path], typer.Option("--fasta", help="Training FASTA (plain, gzip or bgzip); repeat for more.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Model directory to write (weights, checkpoints, metrics).")],
-    preset: Annotated[Optional[str], typer.Option(help="Model size: tiny, small (default), base or paper. With --resume the checkpoint's model is used; a different one is an error.")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Model size: tiny, small (default), base, large or paper. With --resume the checkpoint's model is used; a different one is an error.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="Model config JSON (overrides --preset).")] = None,
     context: Annotated[Optional[int], typer.Option(min=64, help="Window length in bases (default: the preset's).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per step (per process).")] = 16,
@@ -40,6 +40,7 @@ def pretrain(
     precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
     repeat_weight: Annotated[float, typer.Option(min=0.0, help="Loss weight of lower-case (soft-masked repeat) bases in all three losses; 1 = no down-weighting (GPN uses 0.1).")] = 1.0,
     compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the training step (default: on for CUDA, off on CPU).")] = None,
+    compile_scope: Annotated[str, typer.Option(help="With --compile: step (the whole three-pass step, one graph per compression) or blocks (each transformer block; faster to compile).")] = "step",
     sampler: Annotated[str, typer.Option(help="Where windows are drawn: auto (device on CUDA), host or device.")] = "auto",
     time_budget: Annotated[float, typer.Option(min=0.0, help="Wall seconds for the training steps: the step time measured during warm-up sets --steps so the cosine schedule completes (0: off).")] = 0.0,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Where the encoded corpus is cached (default: OUT/corpus_cache).")] = None,
@@ -64,6 +65,8 @@ def pretrain(
         raise UsageError(f"--precision must be auto, fp32 or bf16, got '{precision}'")
     if sampler not in ("auto", "host", "device"):
         raise UsageError(f"--sampler must be auto, host or device, got '{sampler}'")
+    if compile_scope not in ("step", "blocks"):
+        raise UsageError(f"--compile-scope must be step or blocks, got '{compile_scope}'")
     if threads:
         torch.set_num_threads(threads)
     if init_from is not None:
@@ -84,7 +87,7 @@ def pretrain(
                                 min_lr_ratio=min_lr_ratio, weight_decay=weight_decay, seed=seed,
                                 val_every=val_every, checkpoint_every=checkpoint_every, log_every=log_every,
                                 precision=precision, repeat_weight=repeat_weight, compile=compile,
-                                sampler=sampler, time_budget=time_budget)
+                                compile_scope=compile_scope, sampler=sampler, time_budget=time_budget)
     run(PretrainRequest(
         fasta=[str(p) for p in fasta], out_dir=str(out), config=cfg, settings=settings,
         weights=weight or [], val_fasta=str(val_fasta) if val_fasta else None,

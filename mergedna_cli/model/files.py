@@ -1,6 +1,11 @@
 """What a model directory holds, readable without torch: config.json and the weights' sha256.
 
-The ONNX Runtime path needs only these, so it never imports torch (~1.5 s of start-up)."""
+The ONNX Runtime path needs only these, so it never imports torch (~1.5 s of start-up).
+
+Weights are either one file, model.safetensors, or shards model-00001-of-0000K.safetensors named
+by model.safetensors.index.json (the Hugging Face layout; a lent GPU returns files < 16 MiB).
+The sha256 of sharded weights is the sha256 of the shards' bytes concatenated in shard order,
+i.e. of what `cat model-*-of-*.safetensors` prints."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from .config import MergeDNAConfig
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_INDEX = "model.safetensors.index.json"
 
 
 def load_config(directory: str | os.PathLike) -> MergeDNAConfig:
@@ -26,9 +32,29 @@ def load_config(directory: str | os.PathLike) -> MergeDNAConfig:
         raise ModelError(f"{path} is not a valid MergeDNA config: {exc}") from None
 
 
+def weight_files(directory: str | os.PathLike) -> list[Path]:
+    """The weights of a model directory: [model.safetensors], or its shards in order."""
+    directory = Path(directory)
+    if (directory / WEIGHTS_FILE).is_file():
+        return [directory / WEIGHTS_FILE]
+    index = directory / WEIGHTS_INDEX
+    if not index.is_file():
+        raise ModelError(f"model directory '{directory}' has no {WEIGHTS_FILE} (nor {WEIGHTS_INDEX})")
+    try:
+        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as exc:
+        raise ModelError(f"{index} is not a valid weights index: {exc}") from None
+    missing = [name for name in names if not (directory / name).is_file()]
+    if missing or not names:
+        raise ModelError(f"{index} names weight shards that are missing: {missing or 'none listed'}")
+    return [directory / name for name in names]
+
+
 def weights_sha256(directory: str | os.PathLike) -> str:
+    """sha256 of model.safetensors, or of the shards concatenated in order."""
     digest = hashlib.sha256()
-    with open(Path(directory) / WEIGHTS_FILE, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
+    for path in weight_files(directory):
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
     return digest.hexdigest()

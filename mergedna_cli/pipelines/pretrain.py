@@ -110,6 +110,7 @@ def run(request: PretrainRequest) -> dict:
                                        "val_every": settings.val_every,
                                        "checkpoint_every": settings.checkpoint_every,
                                        "log_every": settings.log_every, "compile": settings.compile,
+                                       "compile_scope": settings.compile_scope,
                                        "sampler": settings.sampler,
                                        "time_budget": settings.time_budget})
     else:

@@ -276,8 +276,8 @@ class DeviceWindowSampler:
         self.starts = torch.tensor([r.offset for r in usable], dtype=torch.int64, device=dev)
         self.spans = torch.tensor(spans, dtype=torch.float64, device=dev)
         self.cdf = torch.tensor(np.cumsum(weight / weight.sum()), dtype=torch.float64, device=dev)
-        self.ids = torch.from_numpy(np.ascontiguousarray(corpus.ids)).to(dev)
-        self.soft = torch.from_numpy(np.ascontiguousarray(corpus.soft)).to(dev)
+        self.ids = torch.from_numpy(np.array(corpus.ids, dtype=np.uint8)).to(dev)  # a copy: the memmap is read-only
+        self.soft = torch.from_numpy(np.array(corpus.soft, dtype=np.uint8)).to(dev)
         self.complement = torch.from_numpy(COMPLEMENT.astype(np.int64)).to(dev)
         self.arange = torch.arange(context, device=dev)
         self.n_filter_misses = torch.zeros((), dtype=torch.int64, device=dev)

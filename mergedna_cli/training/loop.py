@@ -5,10 +5,16 @@ windows; gradients are averaged by DistributedDataParallel).
 
 On CUDA a step never waits for the host: windows are drawn on the GPU (DeviceWindowSampler),
 losses and the gradient norm stay device tensors until a log step, AdamW is fused, and the three
-passes run under bf16 autocast and (by default) torch.compile. Compiled graphs have static
-shapes and the merge layout depends on the compression, so with compile the per-step
-compression comes from three fixed values with the configured mean, sd and range
-(`compression_choices`) instead of a clipped normal: three graphs, no recompiles.
+passes run under bf16 autocast and (by default) torch.compile. Two compile scopes:
+
+- "step": the whole three-pass objective is one graph (no host sync anywhere in it; merging.py's
+  `_layout` takes the static length while compiling). Graphs have static shapes and the merge
+  layout depends on the compression, so with this scope the per-step compression comes from three
+  fixed values with the configured mean, sd and range (`compression_choices`) instead of a
+  clipped normal: three graphs, no recompiles. Compiling it takes the longest.
+- "blocks": every transformer block's attention and MLP halves are compiled (one graph shared by
+  all blocks, dynamic token counts), merging and losses run eagerly. Compiles in seconds, but each
+  eager merge step reads its layout length from the GPU (one sync per merge step).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..model import MergeDNA, pretraining_losses, save_model
+from ..model.layers import Block
 from .checkpoint import save_checkpoint
 from .evaluation import masked_base_eval
 
@@ -48,6 +55,7 @@ class PretrainSettings:
     precision: str = "auto"       # auto | fp32 | bf16 (auto: bf16 where the hardware has it)
     repeat_weight: float = 1.0    # loss weight of lower-case (soft-masked repeat) bases
     compile: bool | None = None   # torch.compile the three passes; None: on CUDA only
+    compile_scope: str = "step"   # step (whole objective) | blocks (each block's halves)
     sampler: str = "auto"         # host | device | auto (device on CUDA)
     # > 0: wall seconds for this run's steps. The loop measures its step time during warm-up
     # (the lr there does not depend on the total) and then sets `steps` so the cosine completes.
@@ -77,6 +85,24 @@ def make_optimizer(model: nn.Module, settings: PretrainSettings) -> torch.optim.
 
 def use_compile(settings: PretrainSettings, device: torch.device) -> bool:
     return device.type == "cuda" if settings.compile is None else bool(settings.compile)
+
+
+def compile_objective(objective: nn.Module, model: MergeDNA, scope: str, backend: str = "inductor"):
+    """The objective to call, compiled in `scope` ("step" or "blocks"; see the module docstring)."""
+    import torch._dynamo.config as dynamo_config
+
+    for name in ("recompile_limit", "cache_size_limit"):  # three compressions x sub-graphs, blocks
+        if hasattr(dynamo_config, name):
+            setattr(dynamo_config, name, max(64, getattr(dynamo_config, name)))
+    if scope == "step":
+        return torch.compile(objective, backend=backend)
+    if scope != "blocks":
+        raise ValueError(f"compile scope must be 'step' or 'blocks', got '{scope}'")
+    blocks = [m for m in model.modules() if isinstance(m, Block)]
+    for block in blocks:  # instance attributes shadow the methods; Block.forward calls both halves
+        block.attend = torch.compile(block.attend, backend=backend, dynamic=True)
+        block.feed_forward = torch.compile(block.feed_forward, backend=backend, dynamic=True)
+    return objective
 
 
 def use_device_sampler(settings: PretrainSettings, device: torch.device) -> bool:
@@ -166,8 +192,9 @@ def run_pretraining(model: MergeDNA, optimizer: torch.optim.Optimizer, settings:
             objective, device_ids=[device.index] if device.type == "cuda" else None)
     compiled = use_compile(settings, device)
     if compiled:
-        objective = torch.compile(objective)
-    draw_compression = sample_compression_fixed if compiled else sample_compression
+        objective = compile_objective(objective, model, settings.compile_scope)
+    fixed = compiled and settings.compile_scope == "step"
+    draw_compression = sample_compression_fixed if fixed else sample_compression
     state = dict(start_state or {"step": 0, "bases_seen": 0, "train_seconds": 0.0})
     if "sampler" in state:
         sampler.set_state(state["sampler"][rank] if isinstance(state["sampler"], list) else state["sampler"])
@@ -188,10 +215,24 @@ def run_pretraining(model: MergeDNA, optimizer: torch.optim.Optimizer, settings:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             return objective(ids, compression, weight)
 
+    def validate() -> None:
+        if val_windows is None or rank != 0:
+            return
+        result = masked_base_eval(model, val_windows, spacing=32, phases=2)
+        row = {"step": step, "bases_seen": state["bases_seen"], "val_masked_acc":
+               round(result.accuracy, 5), "val_masked_ce": round(result.cross_entropy, 5),
+               "val_bases": result.n_bases}
+        metrics.write(row)
+        reporter.validation(step, row)
+
+    # time budget (counted from here, so compiling is inside it): probe the step time between two
+    # steps inside warm-up, then fix the number of steps
+    budget_end = time.perf_counter() + settings.time_budget if settings.time_budget > 0 else None
     if compiled:  # compile every graph now, not inside the timed steps; no optimizer step
         t0 = time.perf_counter()
         ids, weight = batch()
-        for compression in compression_choices(model.config.train_compression)[0]:
+        values = compression_choices(model.config.train_compression)[0]
+        for compression in values if fixed else values[::2]:  # blocks: both ends fix the dynamic dims
             forward(ids, compression, weight).total.backward()
         optimizer.zero_grad(set_to_none=True)
         state["compile_seconds"] = round(state.get("compile_seconds", 0.0) + time.perf_counter() - t0, 1)
@@ -207,8 +248,6 @@ def run_pretraining(model: MergeDNA, optimizer: torch.optim.Optimizer, settings:
                             {**state, "sampler": states, "settings": asdict(settings)})
             save_model(model, out_dir)
 
-    # time budget: probe the step time between these two steps (both inside warm-up), then fix steps
-    budget_end = time.perf_counter() + settings.time_budget if settings.time_budget > 0 else None
     probe_from = step + min(5, max(1, settings.warmup_steps // 4))
     probe_to = step + max(probe_from - step + 1, min(settings.warmup_steps, 30))
     probe_t0 = None
@@ -248,12 +287,23 @@ def run_pretraining(model: MergeDNA, optimizer: torch.optim.Optimizer, settings:
                     probe_t0 = time.perf_counter()
                 else:
                     step_seconds = (time.perf_counter() - probe_t0) / (probe_to - probe_from)
-                    settings.steps = fit_steps(step, budget_end - time.perf_counter(), step_seconds, world)
+                    # one validation and one checkpoint now, timed: the rest of the run has more
+                    t0 = time.perf_counter()
+                    validate()
+                    val_seconds = time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    checkpoint()
+                    ckpt_seconds = time.perf_counter() - t0
+                    settings.steps = fit_steps(step, budget_end - time.perf_counter(), step_seconds,
+                                               val_seconds, ckpt_seconds, settings, world)
                     state["time_budget"] = {"probe_step_seconds": round(step_seconds, 5),
+                                            "val_seconds": round(val_seconds, 2),
+                                            "checkpoint_seconds": round(ckpt_seconds, 2),
                                             "steps": settings.steps, "at_step": step}
                     bar = getattr(reporter, "_progress", None)  # the progress bar learns the new total
                     if bar is not None:
                         bar.update(reporter._task, total=settings.steps)
+                    window_start = time.perf_counter()
             if step % settings.log_every == 0 or step == settings.steps:
                 values = {k: float(v) / window_steps for k, v in sums.items()}  # the one host sync
                 elapsed = time.perf_counter() - window_start
@@ -269,14 +319,8 @@ def run_pretraining(model: MergeDNA, optimizer: torch.optim.Optimizer, settings:
                 reporter.update(step, row)
                 window_start, window_bases, window_steps, data_seconds = time.perf_counter(), 0, 0, 0.0
                 sums = {}
-            if val_windows is not None and rank == 0 and (
-                    step % settings.val_every == 0 or step == settings.steps):
-                result = masked_base_eval(model, val_windows, spacing=32, phases=2)
-                row = {"step": step, "bases_seen": state["bases_seen"], "val_masked_acc":
-                       round(result.accuracy, 5), "val_masked_ce": round(result.cross_entropy, 5),
-                       "val_bases": result.n_bases}
-                metrics.write(row)
-                reporter.validation(step, row)
+            if step % settings.val_every == 0 or step == settings.steps:
+                validate()
                 window_start = time.perf_counter()
             if step % settings.checkpoint_every == 0 or step == settings.steps:
                 checkpoint()
@@ -289,12 +333,46 @@ def run_pretraining(model: MergeDNA, optimizer: torch.optim.Optimizer, settings:
     return state
 
 
-def fit_steps(step: int, seconds_left: float, step_seconds: float, world: int) -> int:
-    """Total steps that fit the time left (90 % of it: validation, checkpoints and the final save
-    take the rest); every rank takes rank 0's number."""
-    steps = step + max(1, int(0.9 * seconds_left / step_seconds))
+def fit_steps(step: int, seconds_left: float, step_seconds: float, val_seconds: float,
+              ckpt_seconds: float, settings: PretrainSettings, world: int) -> int:
+    """Total steps whose training, validations and checkpoints (at their cadence, plus the final
+    ones) fit 95 % of the time left; every rank takes rank 0's number."""
+    per_step = step_seconds + val_seconds / settings.val_every + ckpt_seconds / settings.checkpoint_every
+    usable = 0.95 * seconds_left - val_seconds - ckpt_seconds
+    steps = step + max(1, int(usable / per_step))
     if world > 1:
         total = torch.tensor([steps], device="cuda" if dist.get_backend() == "nccl" else "cpu")
         dist.broadcast(total, 0)
         steps = int(total)
     return steps
+
+
+def saved_bytes_per_window(model: MergeDNA, device: torch.device, bf16: bool) -> int:
+    """Bytes autograd keeps for backward from one window's three passes (one window measured)."""
+    total, seen = [0], set()
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        key = (t.untyped_storage().data_ptr(), t.dtype)
+        if key not in seen:
+            seen.add(key)
+            total[0] += t.untyped_storage().nbytes()
+        return t
+
+    ids = torch.randint(0, 4, (1, model.config.context), device=device)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
+            torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        pretraining_losses(model, ids, model.config.compression)
+    return total[0]
+
+
+def fit_batch(model: MergeDNA, device: torch.device, bf16: bool, fraction: float = 0.45,
+              max_bases: int = 1 << 19) -> int:
+    """Windows per step for a GPU: the largest power of two whose saved activations take at most
+    `fraction` of the device memory (the rest: temporaries, weights, allocator slack), capped at
+    `max_bases` bases per step. 2 off CUDA."""
+    if device.type != "cuda":
+        return 2
+    per_window = saved_bytes_per_window(model, device, bf16)
+    fits = int(fraction * torch.cuda.get_device_properties(device).total_memory / per_window)
+    cap = max(1, max_bases // model.config.context)
+    return 1 << max(0, min(fits, cap).bit_length() - 1)
