@@ -132,7 +132,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             ap.error("--peak-tflops is required off CUDA")
         args.peak_tflops = H200_BF16_TFLOPS
     started = time.perf_counter()
-    rows = []
+    rows: list[dict] = []
+    meta = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "torch": torch.__version__, "peak_tflops": args.peak_tflops, "steps": args.steps,
+            "warmup": args.warmup}
     print(f"{'preset':<7}{'mode':<7}{'params':>9}{'batch':>6}{'MFLOP/base':>11}{'warm-up s':>10}"
           f"{'bases/s':>13}{'TFLOP/s':>9}{'util':>7}", flush=True)
     runs = ([tuple(r.split(":")) for r in args.runs.split(",")] if args.runs else
@@ -155,12 +158,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                   f"{row['bases_per_s']:>13,.0f}{row['model_tflops']:>9.2f}{row['utilisation']:>7.1%}",
                   flush=True)
         rows.append(row)
-    meta = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "torch": torch.__version__, "peak_tflops": args.peak_tflops, "steps": args.steps,
-            "warmup": args.warmup}
+        if args.json_out:  # after every run: a run killed at a time cap keeps the rows before it
+            Path(args.json_out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     print(json.dumps(meta))
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     return rows
 
 

@@ -34,6 +34,18 @@ def test_compression_choices_keep_the_mean_sd_and_range():
     assert mean == pytest.approx(0.5) and sd == pytest.approx(0.05)
 
 
+def test_time_budget_steps_fit_training_validation_and_checkpoints():
+    from mergedna_cli.training.loop import fit_steps
+
+    settings = PretrainSettings(val_every=100, checkpoint_every=400)
+    # 300 s left at 0.2 s per step, 2 s per validation, 4 s per checkpoint:
+    # 0.95 * 300 - 2 - 4 = 279 s over 0.2 + 0.02 + 0.01 = 0.23 s per step -> 1213 more steps
+    steps = fit_steps(30, 300.0, 0.2, 2.0, 4.0, settings, world=1)
+    assert steps == 30 + 1213
+    run_seconds = (steps - 30) * 0.2 + ((steps - 30) // 100 + 1) * 2.0 + ((steps - 30) // 400 + 1) * 4.0
+    assert run_seconds <= 300.0
+
+
 def test_fused_adamw_on_cuda_default_elsewhere():
     assert optimizer_options(torch.device("cuda")) == {"fused": True}
     assert optimizer_options(torch.device("cpu")) == {}
@@ -183,7 +195,9 @@ def test_sprint_dry_run_on_cpu(tmp_path):
     assert model.config.name == "tiny" and next(model.parameters()).dtype == torch.float32
     training = json.loads((model_dir / "training.json").read_text())
     assert training["settings"]["time_budget"] > 0 and training["repeat_weight"] == 0.1
-    assert training["time_budget"]["steps"] == training["step"]  # the cosine schedule completed
+    # the step count came from the probe; on a loaded 2-core CPU later steps can run slower than
+    # the probed ones, and the hard limit then stops the run early (the model is still saved)
+    assert 4 < training["step"] <= training["time_budget"]["steps"]
     evaluation = json.loads((model_dir / "evaluation.json").read_text())
     assert 0 < evaluation["model_both_strands"]["cross_entropy"] < 3
     speed = json.loads((model_dir / "speed.json").read_text())

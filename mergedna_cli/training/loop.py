@@ -287,7 +287,9 @@ def run_pretraining(model: MergeDNA, optimizer: torch.optim.Optimizer, settings:
                     probe_t0 = time.perf_counter()
                 else:
                     step_seconds = (time.perf_counter() - probe_t0) / (probe_to - probe_from)
-                    # one validation and one checkpoint now, timed: the rest of the run has more
+                    # one validation and one checkpoint now, timed: the rest of the run has more.
+                    # Validation twice, the second timed: the first may compile eval-mode graphs.
+                    validate()
                     t0 = time.perf_counter()
                     validate()
                     val_seconds = time.perf_counter() - t0
