@@ -470,8 +470,8 @@ def test_score_help_lists_the_choices():
     result = run("score", "--help")
     text = result.stdout.decode()
     assert result.returncode == 0
-    for choice in ("flag", "skip", "error", "tsv", "parquet"):
-        assert choice in text
+    for choices in ("flag|skip|error", "vcf|tsv|parquet", "v|z|b|u", "both|forward"):
+        assert choices in text, choices
 
 
 def test_atomic_text_file_names_the_output_when_a_write_fails(tmp_path):

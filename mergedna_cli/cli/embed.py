@@ -10,7 +10,8 @@ from ..errors import UsageError
 from .app import app
 from .paths import check_not_input, check_output
 from .threads import limit_threads
-from .options import Fasta, RegionsBed, RegionStrings, Backend, BatchSize, Debug, Device, Model, Quiet, Strand, Threads
+from .options import Fasta, RegionsBed, RegionStrings, Backend, BatchSize, Debug, Device, Model, Quiet, Threads
+from .score import Strand, StrandChoice
 
 
 @app.command()
@@ -24,7 +25,7 @@ def embed(
     backend: Backend = "torch",
     device: Device = "auto",
     batch_size: BatchSize = 16,
-    strand: Strand = "both",
+    strand: Strand = StrandChoice.both,
     threads: Threads = None,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -41,8 +42,7 @@ def embed(
 
     if (regions is None) == (not region):
         raise UsageError("give either --regions BED or one or more --region")
-    if strand not in ("both", "forward"):
-        raise UsageError(f"--strand must be both or forward, got '{strand}'")
+    strand = StrandChoice(strand).value
     format_for(out)
     check_output(out)
     check_not_input(out, regions, "--regions", fasta=fasta)

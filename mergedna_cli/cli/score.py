@@ -14,7 +14,7 @@ from ..errors import UsageError
 from .app import app
 from .paths import check_not_input, check_output
 from .threads import limit_threads
-from .options import Fasta, Backend, BatchSize, Debug, Device, Model, Quiet, Strand, Threads
+from .options import Fasta, Backend, BatchSize, Debug, Device, Model, Quiet, Threads
 
 
 class TableFormat(str, Enum):
@@ -28,6 +28,20 @@ class OutputType(str, Enum):
     z = "z"
     b = "b"
     u = "u"
+
+
+class StrandChoice(str, Enum):
+    """--strand for score and embed, listed as choices in --help."""
+
+    both = "both"
+    forward = "forward"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+Strand = Annotated[StrandChoice, typer.Option(
+    "--strand", help="both (average with the reverse complement) or forward.")]
 
 
 class RefMismatch(str, Enum):
@@ -94,7 +108,7 @@ def score(
     backend: Backend = "torch",
     device: Device = "auto",
     batch_size: BatchSize = 32,
-    strand: Strand = "both",
+    strand: Strand = StrandChoice.both,
     threads: Threads = None,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -110,8 +124,7 @@ def score(
     from ..pipelines.progress import Logger
     from ..pipelines.score import OutputSpec, ScoreOptions, parse_shard, run_score
 
-    if strand not in ("both", "forward"):
-        raise UsageError(f"--strand must be both or forward, got '{strand}'")
+    strand = StrandChoice(strand).value
     fmt, kind, compress = resolve_output(out, format.value if format else None,
                                          output_type.value if output_type else None)
     if fmt == "parquet" and out == "-":
