@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         except torch.cuda.OutOfMemoryError as exc:
             row = {"preset": preset, "mode": mode, "error": f"out of memory: {str(exc)[:200]}"}
             torch.cuda.empty_cache()
+        except Exception as exc:  # a failing mode (e.g. a compiler error) must not hide the others
+            row = {"preset": preset, "mode": mode, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
         if "error" in row:
             print(f"{preset:<7}{mode:<7} {row['error']}", flush=True)
         else:

@@ -156,6 +156,24 @@ def test_plain_fasta_reader_matches_pysam(tmp_path):
     assert list(_plain_fasta_records(str(path))) == list(_pysam_records(str(path)))
 
 
+def test_sprint_picks_the_compile_scope_that_trains_the_most_bases(tmp_path):
+    sys.path.insert(0, str(REPO / "models" / "recipes"))
+    import gpu_sprint_large as sprint
+
+    speed = tmp_path / "speed.json"
+    rows = [{"preset": "large", "mode": "eager", "bases_per_s": 1e5, "warmup_seconds": 5},
+            {"preset": "large", "mode": "blocks", "bases_per_s": 3e5, "warmup_seconds": 30},
+            {"preset": "large", "mode": "step", "bases_per_s": 4e5, "warmup_seconds": 60},
+            {"preset": "base", "mode": "step", "bases_per_s": 9e9, "warmup_seconds": 1},
+            {"preset": "large", "mode": "step", "error": "boom"}]
+    speed.write_text(json.dumps({"rows": rows}))
+    assert sprint.choose_scope(speed, "large", 400) == "blocks"  # step: 3 x 60 s of compiling
+    assert sprint.choose_scope(speed, "large", 2000) == "step"
+    speed.write_text(json.dumps({"rows": rows[:1]}))
+    assert sprint.choose_scope(speed, "large", 400) == "off"
+    assert sprint.choose_scope(tmp_path / "missing.json", "large", 400) == "blocks"
+
+
 def test_sprint_dry_run_on_cpu(tmp_path):
     """The whole device command (speed benchmark, time-budgeted pretrain, held-out evaluation,
     bf16 shards, packing) with tiny sizes on CPU."""

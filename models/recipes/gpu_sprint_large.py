@@ -107,6 +107,25 @@ def held_out_eval(model_dir: Path, data: Path, device: str, max_windows: int) ->
     return result
 
 
+def choose_scope(speed_json: Path, preset: str, seconds_left: float) -> str:
+    """The compile scope that trains the most bases in the time left, by the benchmark's rows for
+    `preset` (rate x (time left - compile time); the step scope compiles three graphs): blocks
+    when the benchmark measured nothing for it."""
+    try:
+        rows = json.loads(speed_json.read_text())["rows"]
+    except (OSError, ValueError, KeyError):
+        return "blocks"
+    best, best_bases = None, 0.0
+    for row in rows:
+        if row.get("preset") != preset or "bases_per_s" not in row:
+            continue
+        compile_seconds = row["warmup_seconds"] * (3 if row["mode"] == "step" else 1)
+        bases = row["bases_per_s"] * max(0.0, 0.6 * seconds_left - compile_seconds)
+        if bases > best_bases:
+            best, best_bases = row["mode"], bases
+    return {"eager": "off", None: "blocks"}.get(best, best)
+
+
 def auto_batch(args) -> int:
     import torch
 
@@ -154,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--repeat-weight", type=float, default=1.0)
-    ap.add_argument("--compile-scope", default="blocks", choices=["blocks", "step", "off"])
+    ap.add_argument("--compile-scope", default="auto", choices=["auto", "blocks", "step", "off"],
+                    help="auto: by the speed benchmark's rows for --preset (blocks without them)")
     ap.add_argument("--log-every", type=int, default=25)
     ap.add_argument("--val-every", type=int, default=150)
     ap.add_argument("--bench-seconds", type=float, default=100, help="0: no speed benchmark")
@@ -201,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
         summary["speed"] = {"exit": code, "seconds": round(time.time() - t0, 1)}
         log(f"speed benchmark: exit {code} in {time.time() - t0:.0f} s\n" + (args.work / "speed.log").read_text()[-3000:])
 
+    if args.compile_scope == "auto":
+        args.compile_scope = choose_scope(args.work / "speed.json", args.preset, deadline - time.time())
+        log(f"compile scope: {args.compile_scope}")
+
     # 2. training inside the time left
     after = reserve["eval"] + reserve["pack"] + (0 if args.skip_zero_shot else reserve["zero_shot"])
     train_seconds = deadline - time.time() - after - reserve["startup"]
@@ -212,8 +236,21 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.work / "pretrain.log", "w") as handle:
         code = subprocess.run(["timeout", "-s", "INT", "-k", "20", str(limit), *cmd],
                               stdout=handle, stderr=subprocess.STDOUT, cwd=REPO).returncode
-    summary["pretrain"] = {"exit": code, "seconds": round(time.time() - t0, 1)}
+    summary["pretrain"] = {"exit": code, "seconds": round(time.time() - t0, 1), "compile_scope": args.compile_scope}
     log(f"pretrain: exit {code} in {time.time() - t0:.0f} s\n" + (args.work / "pretrain.log").read_text()[-2000:])
+    fallback_seconds = deadline - time.time() - after - reserve["startup"]
+    if not (run_dir / "config.json").is_file() and args.compile_scope != "off" and fallback_seconds > 60:
+        log(f"pretrain wrote no model; again without compile, {fallback_seconds:.0f} s for the steps")
+        args.compile_scope = "off"
+        shutil.move(args.work / "pretrain.log", args.work / "pretrain-failed.log")
+        shutil.rmtree(run_dir, ignore_errors=True)
+        cmd = pretrain_cmd(args, run_dir, fallback_seconds)
+        limit = max(30, int(deadline - time.time() - after))
+        with open(args.work / "pretrain.log", "w") as handle:
+            code = subprocess.run(["timeout", "-s", "INT", "-k", "20", str(limit), *cmd],
+                                  stdout=handle, stderr=subprocess.STDOUT, cwd=REPO).returncode
+        summary["pretrain_fallback"] = {"exit": code, "compile_scope": "off"}
+        log(f"pretrain (no compile): exit {code}\n" + (args.work / "pretrain.log").read_text()[-2000:])
     metrics = run_dir / "metrics.jsonl"
     if metrics.is_file():
         rows = [json.loads(line) for line in metrics.read_text().splitlines()]
