@@ -39,10 +39,19 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from mergedna_cli.alphabet import N_BASES, decode, encode  # noqa: E402
 from zero_shot import (  # noqa: E402
-    CONTRASTS, HELDOUT, REFERENCE, SETS, fmt_ci, json_safe, paired_difference_ci, read_set,
-    set_metrics)
+    CONTRASTS,
+    HELDOUT,
+    REFERENCE,
+    SETS,
+    fmt_ci,
+    json_safe,
+    paired_difference_ci,
+    read_set,
+    set_metrics,
+)
+
+from mergedna_cli.alphabet import N_BASES, decode, encode  # noqa: E402
 
 K = 5
 HALF = K // 2
@@ -193,7 +202,7 @@ def sample_positions(ids: np.ndarray, n: int, margin: int, seed: int) -> np.ndar
     return np.sort(np.random.default_rng(seed).choice(candidates, n, replace=False))
 
 
-def build_table(model_dir: Path, fasta: str = str(HELDOUT), n_positions: int = 4000, seed: int = 0,
+def build_table(model_dir: Path, fasta: str = str(HELDOUT), n_positions: int = 2000, seed: int = 0,
                 threads: int = 2, batch_size: int = 32, device: str = "auto", log=print) -> tuple[np.ndarray, dict]:
     """(table, record) for a model: background SNVs scored, prior weight chosen, table fitted."""
     from mergedna_cli.model.files import weights_sha256
@@ -289,7 +298,7 @@ def main(argv: list[str] | None = None) -> dict:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
     ap.add_argument("--background", default=str(HELDOUT), help="held-out FASTA (not BRCA1)")
-    ap.add_argument("--positions", type=int, default=4000, help="background positions (x3 alts)")
+    ap.add_argument("--positions", type=int, default=2000, help="background positions (x3 alts)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=32)
@@ -303,26 +312,50 @@ def main(argv: list[str] | None = None) -> dict:
     model_dir = Path(args.model)
     if not model_dir.is_dir():
         ap.error(f"model directory '{model_dir}' does not exist")
-    from mergedna_cli.model.files import weights_sha256
-    sha = weights_sha256(model_dir)
+    from mergedna_cli.errors import MergeDNAError
+    try:
+        return run(args, model_dir)
+    except MergeDNAError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def obtain_table(args, model_dir: Path, sha: str) -> tuple[np.ndarray, dict]:
+    """The --table given (it must be this model's), or one built now and saved to --out."""
     if args.table:
         table, record = load_table(Path(args.table))
         if record.get("weights_sha256") != sha:
             raise SystemExit(f"error: {args.table} was built for weights {record.get('weights_sha256')}, "
                              f"not {model_dir}'s {sha}")
-    else:
-        table, record = build_table(model_dir, args.background, args.positions, args.seed,
-                                    args.threads, args.batch_size, args.device)
-        out = Path(args.out or REPO / "runs" / "quality" / model_dir.resolve().name / "calibration.json")
-        save_table(out, table, record)
-        table, record = load_table(out)  # what is applied is what was stored (6 decimals)
-        print(f"wrote {out} (table sha256 {record['table_sha256'][:12]}..., prior weight "
-              f"{record['prior_weight']:g}, CV MSE {record['cv_mse']})")
+        return table, record
+    table, record = build_table(model_dir, args.background, args.positions, args.seed,
+                                args.threads, args.batch_size, args.device)
+    out = Path(args.out or REPO / "runs" / "quality" / model_dir.resolve().name / "calibration.json")
+    save_table(out, table, record)
+    table, record = load_table(out)  # what is applied is what was stored (6 decimals)
+    print(f"wrote {out} (table sha256 {record['table_sha256'][:12]}..., prior weight "
+          f"{record['prior_weight']:g}, CV MSE {record['cv_mse']})")
+    return table, record
+
+
+def read_harness(path: str, sha: str) -> dict:
+    try:
+        harness = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: cannot read harness JSON {path}: {exc}") from None
+    if (harness.get("model_info") or {}).get("weights_sha256") != sha:
+        raise SystemExit(f"error: {path} is not a harness run of these weights ({sha[:12]}...)")
+    return harness
+
+
+def run(args, model_dir: Path) -> dict:
+    from mergedna_cli.model.files import WEIGHTS_FILE, weights_sha256
+    if not (model_dir / WEIGHTS_FILE).is_file():
+        raise SystemExit(f"error: model directory '{model_dir}' has no {WEIGHTS_FILE}")
+    sha = weights_sha256(model_dir)
+    harness = read_harness(args.harness_json, sha) if args.harness_json else None
+    table, record = obtain_table(args, model_dir, sha)
     results = {"table": {k: v for k, v in record.items() if k != "table"}}
-    if args.harness_json:
-        harness = json.loads(Path(args.harness_json).read_text())
-        if harness.get("model_info", {}).get("weights_sha256") != sha:
-            raise SystemExit(f"error: {args.harness_json} is not a run of {model_dir}'s weights")
+    if harness is not None:
         results["sets"] = evaluate(harness, table, args.bootstrap, harness.get("seed", 0))
         print_comparison(results["sets"])
     if args.json_out:

@@ -288,7 +288,10 @@ def parameter_count(model_dir: Path) -> int:
     """Numbers stored in the weights file (read from its header, no model built)."""
     from safetensors import safe_open
 
+    from mergedna_cli.errors import ModelError
     from mergedna_cli.model.files import WEIGHTS_FILE
+    if not (model_dir / WEIGHTS_FILE).is_file():
+        raise ModelError(f"model directory '{model_dir}' has no {WEIGHTS_FILE}")
     with safe_open(str(model_dir / WEIGHTS_FILE), framework="numpy") as weights:
         return int(sum(np.prod(weights.get_slice(k).get_shape()) for k in weights.keys()))  # noqa: SIM118
 

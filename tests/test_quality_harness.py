@@ -148,6 +148,22 @@ def test_table_round_trip_and_tampering(tmp_path):
     assert np.isnan(calibration.expected_scores(loaded, np.array([-1, 0]), np.array([1, 1]))[0])
 
 
+def test_compare_set_removes_a_context_bias():
+    """Scores = a context offset that favours the positives + noise: raw AUROC is below chance,
+    the corrected one is not, and the paired difference says so."""
+    rng = np.random.default_rng(4)
+    labels = np.repeat([1, 0], 200)
+    expected = np.where(labels == 1, 2.0, -2.0) + rng.normal(scale=0.1, size=400)
+    scores = expected + rng.normal(scale=0.5, size=400) - 0.3 * labels
+    entry = {"scores": {"MergeDNA": scores.tolist()}, "labels": labels.tolist(),
+             "consequence": ["Nonsense"] * 200 + ["Synonymous"] * 200}
+    r = calibration.compare_set(entry, expected, n_boot=100, seed=0)
+    assert r["raw"]["auroc"]["auroc"] < 0.1 and r["corrected"]["auroc"]["auroc"] > 0.6
+    assert r["difference"]["auroc"]["ci95"][0] > 0
+    assert r["difference"]["nonsense_vs_synonymous"]["difference"] == pytest.approx(
+        r["difference"]["auroc"]["difference"])
+
+
 def test_background_scores_equal_mergedna_score(tiny_model_dir, tmp_path):
     """The calibration's background SNV scores are `mergedna score`'s scores of the same SNVs."""
     from mergedna_cli.alphabet import decode
