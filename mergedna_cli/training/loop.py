@@ -215,10 +215,12 @@ def run_pretraining(model: MergeDNA, optimizer: torch.optim.Optimizer, settings:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             return objective(ids, compression, weight)
 
-    def validate() -> None:
+    def validate(record: bool = True) -> None:
         if val_windows is None or rank != 0:
             return
         result = masked_base_eval(model, val_windows, spacing=32, phases=2)
+        if not record:
+            return
         row = {"step": step, "bases_seen": state["bases_seen"], "val_masked_acc":
                round(result.accuracy, 5), "val_masked_ce": round(result.cross_entropy, 5),
                "val_bases": result.n_bases}
@@ -289,7 +291,7 @@ def run_pretraining(model: MergeDNA, optimizer: torch.optim.Optimizer, settings:
                     step_seconds = (time.perf_counter() - probe_t0) / (probe_to - probe_from)
                     # one validation and one checkpoint now, timed: the rest of the run has more.
                     # Validation twice, the second timed: the first may compile eval-mode graphs.
-                    validate()
+                    validate(record=False)
                     t0 = time.perf_counter()
                     validate()
                     val_seconds = time.perf_counter() - t0

@@ -26,7 +26,7 @@ optimizer and schedule) is how the model continues.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import json
 import os
 import shutil
@@ -105,6 +105,14 @@ def held_out_eval(model_dir: Path, data: Path, device: str, max_windows: int) ->
         log(f"held-out chr20 ({mode}): accuracy {ev.accuracy:.4f}, CE {ev.cross_entropy:.4f} nats "
             f"over {ev.n_bases:,} bases")
     return result
+
+
+def importable(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
 
 
 def choose_scope(speed_json: Path, preset: str, seconds_left: float) -> str:
@@ -198,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict = {"argv": sys.argv[1:], "budget": args.budget}
     reserve = {k: v * args.budget for k, v in RESERVE.items()}
     zero_shot = REPO / "benchmarks" / "zero_shot.py"
-    if not args.skip_zero_shot and (not zero_shot.is_file() or importlib.util.find_spec("pysam") is None):
+    if not args.skip_zero_shot and (not zero_shot.is_file() or not importable("pysam")):
         log("zero-shot skipped: benchmarks/zero_shot.py reads VCFs through pysam, which this machine "
             "lacks (or the harness is absent); run it on the returned weights elsewhere")
         args.skip_zero_shot = True
