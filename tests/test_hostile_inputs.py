@@ -496,3 +496,20 @@ def test_atomic_text_file_names_the_output_when_a_write_fails(tmp_path):
     with pytest.raises(OSError):
         target.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bgzip_cut_at_a_block_boundary_is_refused(model, tmp_path):
+    """Python's gzip reads such a file without complaint; its last records would be lost."""
+    text = gzip.decompress(CLINVAR.read_bytes())
+    whole = tmp_path / "whole.vcf.gz"
+    with pysam.BGZFile(str(whole), "wb") as out:
+        out.write(text[: len(text) // 2])
+        out.flush()  # a block boundary in the middle
+        out.write(text[len(text) // 2:])
+    data = whole.read_bytes()
+    first_block = int.from_bytes(data[16:18], "little") + 1
+    cut = tmp_path / "cut.vcf.gz"
+    cut.write_bytes(data[:first_block])
+    run(*score(model, cut, tmp_path / "o.vcf")).one_line_error(1, "cut.vcf.gz", "end-of-file block is missing")
+    assert run(*score(model, whole, tmp_path / "o.vcf")).returncode == 0
+    assert len(records(tmp_path / "o.vcf")) == 284

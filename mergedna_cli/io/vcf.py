@@ -221,6 +221,24 @@ def _read_head(stream, size: int = 65536) -> bytes:
     return b"".join(chunks)
 
 
+BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+
+
+def _check_bgzf_end(path: str, head: bytes) -> None:
+    """A bgzip file cut at a block boundary decompresses cleanly but lacks its end-of-file
+    block: refuse it rather than lose its last records without a word."""
+    if head[:4] != b"\x1f\x8b\x08\x04" or head[12:14] != b"BC":
+        return  # plain gzip, or not compressed
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - len(BGZF_EOF)))
+        tail = handle.read()
+    if tail != BGZF_EOF:
+        raise InputError(f"'{path}' is truncated: its bgzip end-of-file block is missing, so records "
+                         "may be lost (was it copied or written completely?)")
+
+
 def _describe(head: bytes) -> str:
     inner = _inner_head(head)[:20]
     return repr(inner.decode("latin-1"))
@@ -251,6 +269,8 @@ class VcfReader:
             kind = _sniff(head)
             if kind == "unknown":
                 raise InputError(f"'{self.path}' is not VCF/BCF (it starts with {_describe(head)})")
+            if self.path != "-":
+                _check_bgzf_end(self.path, head)
             self._bcf = kind == "bcf"
             if self._bcf:
                 lines = self._open_bcf(log)
