@@ -231,7 +231,7 @@ def test_ladder_writes_table_and_png_from_two_harness_jsons(tmp_path):
     md, png = tmp_path / "ladder.md", tmp_path / "ladder.png"
     model_ladder.main([str(p) for p in paths] + ["--md", str(md), "--png", str(png)])
     text = md.read_text()
-    rows = [line for line in text.splitlines() if line.startswith("| m1") or line.startswith("| big")]
+    rows = [line for line in text.splitlines() if line.startswith(("| m1", "| big"))]
     assert [r.split(" | ")[0] for r in rows] == ["| m1", "| big"]  # sorted by bases seen
     assert "0.450 [0.400, 0.500]" in rows[0] and "1.2500 / 1.2400" in rows[0] and "1.23 M" in rows[0]
     assert "![quality against bases seen](ladder.png)" in text
