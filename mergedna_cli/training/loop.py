@@ -291,6 +291,7 @@ def run_pretraining(model: MergeDNA, optimizer: torch.optim.Optimizer, settings:
                     step_seconds = (time.perf_counter() - probe_t0) / (probe_to - probe_from)
                     # one validation and one checkpoint now, timed: the rest of the run has more.
                     # Validation twice, the second timed: the first may compile eval-mode graphs.
+                    probe_overhead = time.perf_counter()
                     validate(record=False)
                     t0 = time.perf_counter()
                     validate()
@@ -307,7 +308,7 @@ def run_pretraining(model: MergeDNA, optimizer: torch.optim.Optimizer, settings:
                     bar = getattr(reporter, "_progress", None)  # the progress bar learns the new total
                     if bar is not None:
                         bar.update(reporter._task, total=settings.steps)
-                    window_start = time.perf_counter()
+                    window_start += time.perf_counter() - probe_overhead  # not in the logged rate
             if step % settings.log_every == 0 or step == settings.steps:
                 values = {k: float(v) / window_steps for k, v in sums.items()}  # the one host sync
                 elapsed = time.perf_counter() - window_start
