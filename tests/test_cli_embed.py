@@ -93,7 +93,7 @@ def bed(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def expected(model_dir, ref_path):
-    """In-process engine results (the CLI defaults: both strands, batch 16)."""
+    """In-process engine results (both strands, batch 16; batch size does not change them)."""
     backend = TorchBackend(model_dir, device="cpu", threads=1)
     engine = Engine(backend, Reference(ref_path), batch_size=16, strands="both")
 
@@ -114,7 +114,9 @@ def assert_error(proc: subprocess.CompletedProcess, code: int, message: str) -> 
 
 
 def model_args(model_dir) -> list[str]:
-    return ["--model", str(model_dir), "--threads", "1"]
+    """The CLI pinned to the engine that `expected` runs in-process (the default backend is auto;
+    the cross-backend bound is tested in test_backend_choice.py and test_engine.py)."""
+    return ["--model", str(model_dir), "--threads", "1", "--backend", "torch"]
 
 
 # ----------------------------------------------------------------------------- embed outputs
@@ -227,7 +229,7 @@ def test_embed_per_token_npz(cli, ref_path, model_dir, bed, expected, tmp_path):
 def test_embed_onnx_backend_matches_torch(cli, ref_path, model_dir, bed, expected, cache_dir, tmp_path):
     out = tmp_path / "onnx.npz"
     proc = cli("embed", "--fasta", ref_path, "--regions", bed, "--backend", "onnx", "--device", "cpu",
-               "-o", out, *model_args(model_dir))
+               "-o", out, "--model", str(model_dir), "--threads", "1")
     assert_ok(proc)
     cached = cached_onnx_path(model_dir, "embedding")  # the test process sees no MERGEDNA_CACHE: compare names
     assert (cache_dir / "onnx" / cached.name).is_file()

@@ -378,7 +378,7 @@ def test_method_keys_logprobs_and_bcftools_filters(model, tmp_path):
     header = subprocess.run(["bcftools", "view", "-h", str(out)], capture_output=True, text=True).stdout
     for key in ("MDNA_LLR", "MDNA_EMBDIST", "MDNA_REF_LOGP", "MDNA_ALT_LOGP"):
         assert f"##INFO=<ID={key},Number=A,Type=Float" in header
-    assert ",Backend=torch>" in header  # the backend that ran, on the line naming the model
+    assert ",Backend=onnx>" in header  # the backend that ran (auto on CPU), on the line naming the model
     # a filter on the indel key keeps the indels; the LLR key does not touch them
     kept = subprocess.run(["bcftools", "view", "-H", "-i", "MDNA_EMBDIST>=0", str(out)],
                           capture_output=True, text=True)

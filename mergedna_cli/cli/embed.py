@@ -10,7 +10,7 @@ from ..errors import UsageError
 from .app import app
 from .paths import check_not_input, check_output
 from .threads import limit_threads
-from .options import Fasta, RegionsBed, RegionStrings, Backend, BatchSize, Debug, Device, Model, Quiet, Threads
+from .options import Fasta, RegionsBed, RegionStrings, AutoBatchSize, Backend, BackendChoice, Debug, Device, Model, Quiet, Threads
 from .score import Strand, StrandChoice
 
 
@@ -22,9 +22,9 @@ def embed(
     region: RegionStrings = None,
     per_token: Annotated[bool, typer.Option("--per-token", help="Also write each learned token's span and vector.")] = False,
     model: Model = None,
-    backend: Backend = "torch",
+    backend: Backend = BackendChoice.auto,
     device: Device = "auto",
-    batch_size: BatchSize = 16,
+    batch_size: AutoBatchSize = "auto",
     strand: Strand = StrandChoice.both,
     threads: Threads = None,
     quiet: Quiet = False,
@@ -35,7 +35,7 @@ def embed(
     from ..io.embedding_writer import format_for
     from ..io.reference import Reference
     from ..io.regions import parse_region, read_bed
-    from ..pipelines.backend_factory import make_backend
+    from ..pipelines.backend_factory import make_backend, resolve_batch_size
     from ..pipelines.embed import run_embed
     from ..pipelines.progress import Logger
     import sys
@@ -50,6 +50,7 @@ def embed(
     reference = Reference(fasta)
     items = read_bed(str(regions)) if regions else (parse_region(r, reference) for r in region)
     engine_backend = make_backend(model, backend, device, threads, log=log.info, part="embedding")
+    batch_size = resolve_batch_size(batch_size, engine_backend, log=log.info)
     with log.counter("embedding regions") as tick:
         n = run_embed(engine_backend, reference, items, out, per_token, batch_size, strand, on_region=tick,
                       warn=lambda message: print(f"mergedna: warning: {message}", file=sys.stderr))

@@ -11,7 +11,7 @@ import typer
 from ..atomic import atomic_write
 from .app import app
 from .threads import limit_threads
-from .options import Backend, BatchSize, Debug, Device, Quiet, Threads
+from .options import Backend, BackendChoice, BatchSize, Debug, Device, Quiet, Threads
 from .paths import check_not_input, check_output
 
 
@@ -23,7 +23,7 @@ def evaluate(
     fasta: Annotated[Optional[Path], typer.Option("--fasta", help="Reference for a BED input.")] = None,
     sequence_column: Annotated[Optional[str], typer.Option("--sequence-column", help="Column with the sequences (TSV/CSV; default: the one the model was fine-tuned with).")] = None,
     label_column: Annotated[Optional[str], typer.Option("--label-column", help="Column with the labels: a name, or for a BED a 1-based number (default: the one the model was fine-tuned with).")] = None,
-    backend: Backend = "torch",
+    backend: Backend = BackendChoice.auto,
     device: Device = "auto",
     batch_size: BatchSize = 64,
     threads: Threads = None,

@@ -14,7 +14,7 @@ from ..errors import UsageError
 from .app import app
 from .paths import check_not_input, check_output
 from .threads import limit_threads
-from .options import Fasta, Backend, BatchSize, Debug, Device, Model, Quiet, Threads
+from .options import Fasta, AutoBatchSize, Backend, BackendChoice, Debug, Device, Model, Quiet, Threads
 
 
 class TableFormat(str, Enum):
@@ -105,9 +105,9 @@ def score(
     restart: Annotated[bool, typer.Option("--restart", help="Discard the finished chunks of an earlier, interrupted run instead of resuming it.")] = False,
     fai: Annotated[Optional[Path], typer.Option("--fai", help="FASTA index to use or build (for a reference in a read-only folder; a bgzip FASTA also needs its .gzi beside it).")] = None,
     model: Model = None,
-    backend: Backend = "torch",
+    backend: Backend = BackendChoice.auto,
     device: Device = "auto",
-    batch_size: BatchSize = 32,
+    batch_size: AutoBatchSize = "auto",
     strand: Strand = StrandChoice.both,
     threads: Threads = None,
     quiet: Quiet = False,
@@ -120,7 +120,7 @@ def score(
     from ..io.vcf import parse_regions, read_regions_file
     from ..model.files import weights_sha256
     from ..model_dirs import resolve_model_dir
-    from ..pipelines.backend_factory import make_backend
+    from ..pipelines.backend_factory import make_backend, resolve_batch_size
     from ..pipelines.progress import Logger
     from ..pipelines.score import OutputSpec, ScoreOptions, parse_shard, run_score
 
@@ -150,6 +150,7 @@ def score(
     model_dir = resolve_model_dir(model)
     # SNVs/MNVs go through the scoring graph; the embedding graph is loaded at the first indel
     engine_backend = make_backend(str(model_dir), backend, device, threads, log=log.info, part="masked")
+    batch_size = resolve_batch_size(batch_size, engine_backend, log=log.info)
 
     def embedding_backend():
         return make_backend(str(model_dir), backend, device, threads, log=log.info, part="embedding")
