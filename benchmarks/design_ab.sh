@@ -21,7 +21,7 @@ mkdir -p "$OUT"
 start_model() {  # the arm's starting model directory: the shipped weights, config edited
   local arm=$1 dir="$OUT/start-$1"
   mkdir -p "$dir"
-  cp "$BASE_MODEL/model.safetensors" "$dir/"
+  cp "$BASE_MODEL/model.safetensors" "$BASE_MODEL/training.json" "$dir/"  # training.json: bases seen before
   python - "$BASE_MODEL/config.json" "$dir/config.json" "$arm" <<'PY'
 import json, sys
 config = json.load(open(sys.argv[1]))

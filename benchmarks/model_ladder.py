@@ -103,7 +103,10 @@ def validation_curve(run: dict) -> tuple[list[float], list[float]]:
         return [], []
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     rows = [r for r in rows if "val_masked_ce" in r and "bases_seen" in r]
-    return [r["bases_seen"] for r in rows], [r["val_masked_ce"] for r in rows]
+    # a run started --init-from another model counts its bases from 0: shift by what that model saw
+    record = path.parent / "training.json"
+    start = json.loads(record.read_text()).get("init_from", {}).get("bases_seen", 0) if record.is_file() else 0
+    return [start + r["bases_seen"] for r in rows], [r["val_masked_ce"] for r in rows]
 
 
 # ---------------------------------------------------------------------------------------------

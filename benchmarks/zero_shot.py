@@ -296,6 +296,13 @@ def parameter_count(model_dir: Path) -> int:
         return int(sum(np.prod(weights.get_slice(k).get_shape()) for k in weights.keys()))  # noqa: SIM118
 
 
+def total_bases_seen(training: dict) -> int | None:
+    """Bases seen over every stage: this run's plus those of the model it started from."""
+    if "bases_seen" not in training:
+        return None
+    return training["bases_seen"] + training.get("init_from", {}).get("bases_seen", 0)
+
+
 def model_info(model_dir: Path) -> dict:
     """Name, size, weights sha256 and training record (bases seen, hardware) of a model dir."""
     from mergedna_cli.model.files import load_config, weights_sha256
@@ -305,7 +312,7 @@ def model_info(model_dir: Path) -> dict:
     training = json.loads(record.read_text()) if record.is_file() else {}
     return {"name": model_dir.resolve().name, "dir": str(model_dir), "preset": config.name,
             "context": config.context, "parameters": parameter_count(model_dir),
-            "weights_sha256": weights_sha256(model_dir), "bases_seen": training.get("bases_seen"),
+            "weights_sha256": weights_sha256(model_dir), "bases_seen": total_bases_seen(training),
             "steps": training.get("step"), "hardware": training.get("hardware"),
             "train_device": training.get("device"), "train_seconds": training.get("train_seconds")}
 
