@@ -285,15 +285,15 @@ def model_scores(backend, embedding_backend, reference, vcf: Path, variants, arg
 # the model directory and its held-out quality
 
 def parameter_count(model_dir: Path) -> int:
-    """Numbers stored in the weights file (read from its header, no model built)."""
+    """Numbers stored in the weights (read from the files' headers, no model built; sharded too)."""
     from safetensors import safe_open
 
-    from mergedna_cli.errors import ModelError
-    from mergedna_cli.model.files import WEIGHTS_FILE
-    if not (model_dir / WEIGHTS_FILE).is_file():
-        raise ModelError(f"model directory '{model_dir}' has no {WEIGHTS_FILE}")
-    with safe_open(str(model_dir / WEIGHTS_FILE), framework="numpy") as weights:
-        return int(sum(np.prod(weights.get_slice(k).get_shape()) for k in weights.keys()))  # noqa: SIM118
+    from mergedna_cli.model.files import weight_files
+    total = 0
+    for path in weight_files(model_dir):
+        with safe_open(str(path), framework="numpy") as weights:
+            total += int(sum(np.prod(weights.get_slice(k).get_shape()) for k in weights.keys()))  # noqa: SIM118
+    return total
 
 
 def total_bases_seen(training: dict) -> int | None:

@@ -252,3 +252,27 @@ def test_repeat_weight_is_recorded(genome, tmp_path):
     assert info["repeat_weight"] == 0.1 and info["settings"]["repeat_weight"] == 0.1
     latest = out / "checkpoints" / (out / "checkpoints" / "latest").read_text().strip()
     assert json.loads((latest / "trainer.json").read_text())["settings"]["repeat_weight"] == 0.1
+
+
+def test_checkpoint_files_are_readable_by_colleagues(tmp_path):
+    """Optimizer state, weights and trainer state get the umask mode (0644 here), not 0600, so a
+    shared cluster's colleagues can resume or load them."""
+    import stat
+
+    import torch
+
+    from mergedna_cli.model.config import MergeDNAConfig
+    from mergedna_cli.model.network import MergeDNA
+    from mergedna_cli.training.checkpoint import save_checkpoint
+
+    model = MergeDNA(MergeDNAConfig.preset("tiny"))
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.randint(0, 4, (1, 64))).logits.sum().backward()
+    optimizer.step()
+    old = os.umask(0o022)
+    try:
+        final = save_checkpoint(tmp_path, 1, model, optimizer, {"bases_seen": 64})
+    finally:
+        os.umask(old)
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in final.iterdir()}
+    assert modes["optimizer.safetensors"] == 0o644 and modes["model.safetensors"] == 0o644, modes

@@ -18,6 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..atomic import atomic_write
 from ..errors import ModelError
 from ..model import MergeDNA, load_model, save_model
 
@@ -45,7 +46,8 @@ def save_checkpoint(root: str | os.PathLike, step: int, model: MergeDNA,
     save_model(model, tmp)
     tensors, optimizer_json = _optimizer_tensors(optimizer)
     tensors["rng.torch"] = torch.get_rng_state()
-    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    # through atomic_write for its file mode (umask-respecting, as every other output), not 0600
+    atomic_write(tmp / "optimizer.safetensors", lambda path: save_file(tensors, str(path)))
     (tmp / "trainer.json").write_text(json.dumps(
         {**trainer_state, "step": step, "optimizer": optimizer_json}, indent=1))
     shutil.rmtree(final, ignore_errors=True)
