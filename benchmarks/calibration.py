@@ -49,6 +49,7 @@ from zero_shot import (  # noqa: E402
     paired_difference_ci,
     read_set,
     set_metrics,
+    write_json,
 )
 
 from mergedna_cli.alphabet import N_BASES, decode, encode  # noqa: E402
@@ -359,9 +360,7 @@ def run(args, model_dir: Path) -> dict:
         results["sets"] = evaluate(harness, table, args.bootstrap, harness.get("seed", 0))
         print_comparison(results["sets"])
     if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(json_safe(results), indent=1) + "\n")
-        print(f"wrote {args.json_out}")
+        write_json(args.json_out, results)
     return results
 
 

@@ -129,6 +129,13 @@ def bootstrap_auroc(scores: dict[str, np.ndarray], labels: np.ndarray, n: int, s
     return out
 
 
+def write_json(path: str, obj) -> None:
+    """Strict JSON (json_safe) at `path`, its folder created."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(json_safe(obj), indent=1) + "\n")
+    print(f"wrote {path}")
+
+
 def json_safe(obj):
     """NaN/inf -> None, numpy scalars and arrays -> Python, recursively (strict JSON)."""
     if isinstance(obj, dict):
@@ -669,9 +676,7 @@ def main(argv: list[str] | None = None) -> dict:
         write_scores_tsv(args.scores_tsv, results["sets"])
         print(f"wrote {args.scores_tsv}")
     if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(json_safe(results), indent=1) + "\n")
-        print(f"wrote {args.json_out}")
+        write_json(args.json_out, results)
     return results
 
 

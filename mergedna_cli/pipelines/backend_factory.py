@@ -4,7 +4,6 @@ and choose what `--backend auto`, `--device auto` and `--batch-size auto` mean o
 from __future__ import annotations
 
 import glob
-import os
 from importlib import resources
 from pathlib import Path
 
