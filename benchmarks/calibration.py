@@ -26,7 +26,6 @@ intervals and the paired bootstrap interval of each corrected - raw difference.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import tempfile
@@ -53,26 +52,14 @@ from zero_shot import (  # noqa: E402
 )
 
 from mergedna_cli.alphabet import N_BASES, decode, encode  # noqa: E402
+from mergedna_cli.engine.calibration import HALF, K, context_index, table_sha256  # noqa: E402
 
-K = 5
-HALF = K // 2
 PRIOR_WEIGHTS = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0)
 COMPLEMENT = np.array([3, 2, 1, 0])  # A<->T, C<->G on base indices
 
 
 # ---------------------------------------------------------------------------------------------
 # contexts
-
-def context_index(ids: np.ndarray, positions: np.ndarray, k: int = K) -> np.ndarray:
-    """Index of the k-mer centred on each position (sum base_i * 4**(k-1-i)); -1 where a base
-    of it is not A/C/G/T or it runs off the sequence."""
-    half = k // 2
-    cols = np.asarray(positions)[:, None] + np.arange(-half, half + 1)
-    inside = (cols >= 0) & (cols < len(ids))
-    bases = np.where(inside, ids[np.clip(cols, 0, len(ids) - 1)], N_BASES).astype(np.int64)
-    index = (bases * 4 ** np.arange(k - 1, -1, -1)).sum(1)
-    return np.where((bases < N_BASES).all(1), index, -1)
-
 
 def reverse_complement_index(k: int) -> np.ndarray:
     """For every k-mer index, the index of its reverse complement."""
@@ -140,10 +127,6 @@ def expected_scores(table: np.ndarray, index5: np.ndarray, alt: np.ndarray) -> n
     ok = index5 >= 0
     out[ok] = table[index5[ok], np.asarray(alt)[ok]]
     return out
-
-
-def table_sha256(table: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(table, dtype="<f8").tobytes()).hexdigest()
 
 
 def save_table(path: Path, table: np.ndarray, meta: dict) -> None:

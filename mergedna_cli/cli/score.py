@@ -96,6 +96,8 @@ def score(
     mask_spacing: Annotated[int, typer.Option("--mask-spacing", min=0, help="0 (default): one masked position per pass. S > 0: positions at least S apart share a pass (faster; agreement with 0 measured in docs/benchmarks.md).")] = 0,
     ref_mismatch: Annotated[RefMismatch, typer.Option("--ref-mismatch", help="REF differs from the reference: flag (keep, status), skip (drop, list in --skipped) or error.")] = RefMismatch.flag,
     logprobs: Annotated[bool, typer.Option("--logprobs", help="Also write the ref and alt log-probabilities behind each LLR (MDNA_REF_LOGP, MDNA_ALT_LOGP).")] = False,
+    calibrate: Annotated[bool, typer.Option("--calibrate", help="Also write each SNV's LLR minus its 5-mer context baseline (MDNA_LLR_CAL), from the model's calibration.json.")] = False,
+    calibration: Annotated[Optional[Path], typer.Option("--calibration", help="Calibration table to use instead of the model's (implies --calibrate; built by benchmarks/calibration.py).")] = None,
     skipped: Annotated[Optional[Path], typer.Option("--skipped", help="TSV listing every unscored allele and why.")] = None,
     summary_file: Annotated[Optional[Path], typer.Option("--summary", help="Write the run summary (status counts, REF mismatch and N fractions, warnings) as JSON.")] = None,
     warn_fraction: Annotated[float, typer.Option("--warn-fraction", min=0.0, max=1.0, help="Warn (error with --strict) when more than this fraction of records have a mismatching REF, fall on N or on missing contigs.")] = 0.05,
@@ -122,7 +124,7 @@ def score(
     from ..model_dirs import resolve_model_dir
     from ..pipelines.backend_factory import make_backend, resolve_batch_size
     from ..pipelines.progress import Logger
-    from ..pipelines.score import OutputSpec, ScoreOptions, parse_shard, run_score
+    from ..pipelines.score import OutputSpec, ScoreOptions, load_calibration, parse_shard, run_score
 
     strand = StrandChoice(strand).value
     fmt, kind, compress = resolve_output(out, format.value if format else None,
@@ -154,9 +156,13 @@ def score(
 
     def embedding_backend():
         return make_backend(str(model_dir), backend, device, threads, log=log.info, part="embedding")
+    def warn(message: str) -> None:  # shown even with --quiet, like the run summary's warnings
+        print(f"mergedna: warning: {message}", file=sys.stderr)
+    table = load_calibration(model_dir, calibration, weights_sha256(model_dir), warn) \
+        if calibrate or calibration else None
     options = ScoreOptions(strand=strand, mask_spacing=mask_spacing or None, ref_mismatch=ref_mismatch.value,
                            batch_size=batch_size, chunk_records=chunk_records, logprobs=logprobs,
-                           warn_fraction=warn_fraction, strict=strict)
+                           warn_fraction=warn_fraction, strict=strict, calibration=table)
     backend_name = getattr(engine_backend, "name", None) or backend
     spec = OutputSpec(out, None if fmt == "vcf" else fmt, kind if fmt == "vcf" else None, compress,
                       skipped=str(skipped) if skipped else None,

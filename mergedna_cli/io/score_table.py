@@ -3,7 +3,8 @@ allele, in input order; and the `--skipped` list of unscored alleles.
 
 Columns: chrom, pos, id, ref, alt, score (the LLR for SNVs/MNVs, cosine - 1 for indels: lower =
 more damaging), status, method, then llr and embdist (the same values on one scale per column, as
-the VCF's MDNA_LLR and MDNA_EMBDIST), and ref_logp, alt_logp with `--logprobs`."""
+the VCF's MDNA_LLR and MDNA_EMBDIST), llr_calibrated with `--calibrate` (MDNA_LLR_CAL), and
+ref_logp, alt_logp with `--logprobs`."""
 
 from __future__ import annotations
 
@@ -23,10 +24,13 @@ def _fmt(value: float | None) -> str:
 class ScoreTableWriter:
     COLUMNS = ("chrom", "pos", "id", "ref", "alt", "score", "status", "method", "llr", "embdist")
     LOGPROB_COLUMNS = ("ref_logp", "alt_logp")
+    CALIBRATED_COLUMNS = ("llr_calibrated",)
 
-    def __init__(self, path: str, fmt: str, compress: bool = False, logprobs: bool = False):
-        self.path, self.format, self.logprobs = path, fmt, logprobs
-        self.columns = self.COLUMNS + (self.LOGPROB_COLUMNS if logprobs else ())
+    def __init__(self, path: str, fmt: str, compress: bool = False, logprobs: bool = False,
+                 calibrated: bool = False):
+        self.path, self.format, self.logprobs, self.calibrated = path, fmt, logprobs, calibrated
+        self.columns = (self.COLUMNS + (self.CALIBRATED_COLUMNS if calibrated else ())
+                        + (self.LOGPROB_COLUMNS if logprobs else ()))
         self.rows: list[tuple] = []
         self._writer = None
         if path == "-":
@@ -60,11 +64,15 @@ class ScoreTableWriter:
                 embdist = max(0.0, -job.score)
             row = (variant.chrom, variant.start + 1, variant.fields[2], variant.ref, alt,
                    job.score, job.status, job.method, llr, embdist)
+            if self.calibrated:
+                row += (job.calibrated,)
             if self.logprobs:
                 row += (job.ref_logp, job.alt_logp)
             if self.format == "tsv":
                 score = _fmt(job.score)
                 extra = [_fmt(llr), "." if embdist is None else f"{embdist:.4g}"]
+                if self.calibrated:
+                    extra.append(_fmt(job.calibrated))
                 if self.logprobs:
                     extra += [_fmt(job.ref_logp), _fmt(job.alt_logp)]
                 self._write("\t".join(map(str, row[:5])) + f"\t{score}\t{job.status}\t{job.method}\t"

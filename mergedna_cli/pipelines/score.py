@@ -23,11 +23,13 @@ import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from .. import __version__
 from ..alphabet import encode, reverse_complement
+from ..engine.calibration import HALF, TABLE_FILE, CalibrationTable, context_index
 from ..engine.engine import per_base_vectors
 from ..engine.masked import masked_log_probs
 from ..engine.windows import default_flank
@@ -40,7 +42,8 @@ from .resume import PartialDir, file_identity, remove_stale_temporaries
 
 LLR_KEY, EMBDIST_KEY, STATUS_KEY, METHOD_KEY = "MDNA_LLR", "MDNA_EMBDIST", "MDNA_STATUS", "MDNA_METHOD"
 REF_LOGP_KEY, ALT_LOGP_KEY = "MDNA_REF_LOGP", "MDNA_ALT_LOGP"
-CHUNK_FORMAT = 2  # the fields of a chunk line; chunks of another format are not resumed
+CALIBRATED_KEY = "MDNA_LLR_CAL"
+CHUNK_FORMAT = 3  # the fields of a chunk line; chunks of another format are not resumed
 _ACGT = re.compile(r"^[ACGT]+$")
 CHUNK_RECORDS = 2048  # records per chunk: scored together, and the unit of resumption
 METHODS = {
@@ -65,6 +68,7 @@ class ScoreOptions:
     logprobs: bool = False  # also write the ref/alt log-probabilities behind each LLR
     warn_fraction: float = WARN_FRACTION
     strict: bool = False  # a wrong-build warning is an error
+    calibration: CalibrationTable | None = None  # SNVs also get LLR - E[LLR | 5-mer, alt]
 
 
 @dataclass
@@ -74,6 +78,7 @@ class AlleleJob:
     score: float | None = None
     ref_logp: float | None = None  # SNV/MNV: summed over the changed bases
     alt_logp: float | None = None
+    calibrated: float | None = None  # SNV with a calibration table: score - E[score | 5-mer, alt]
     # the record's REF against the reference (same for all its ALTs), for the run summary:
     # None (not compared), "match", "n", "mismatch", or "mismatch" + "-1"/"+1" where REF matches
     # the reference one base to the left/right (the sign of a 0/1-based shift)
@@ -81,6 +86,21 @@ class AlleleJob:
     positions: list[int] = field(default_factory=list)  # masked positions (SNV/MNV)
     ref_bases: list[int] = field(default_factory=list)
     alt_bases: list[int] = field(default_factory=list)
+
+
+def load_calibration(model_dir: Path, path: Path | None, weights_sha256: str, warn) -> CalibrationTable:
+    """The table given, or the model's own calibration.json; a table made with other weights is
+    used but named in a warning (its baseline belongs to another model)."""
+    if path is None:
+        path = Path(model_dir) / TABLE_FILE
+        if not path.is_file():
+            raise UsageError(f"--calibrate: model '{Path(model_dir).name}' ships no {TABLE_FILE}; "
+                             "give --calibration FILE (benchmarks/calibration.py builds one)")
+    table = CalibrationTable.load(path)
+    if table.weights_sha256 != weights_sha256:
+        warn(f"calibration table {path} was built for weights {table.weights_sha256[:12] or '?'}, "
+             f"not this model's {weights_sha256[:12]}")
+    return table
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -197,8 +217,22 @@ class Scorer:
                 job.ref_logp = float(lp[rows, job.ref_bases].sum())
                 job.alt_logp = float(lp[rows, job.alt_bases].sum())
                 job.score = float((lp[rows, job.alt_bases] - lp[rows, job.ref_bases]).sum())
+            if self.options.calibration is not None:
+                self._calibrate(contig, [j for j in jobs if j.method == "snv_llr"])
         if indels:
             self._score_indels(indels)
+
+    def _calibrate(self, contig: str, snvs: list[AlleleJob]) -> None:
+        """score - E[score | 5-mer context, alt] for SNVs whose context is all A/C/G/T."""
+        if not snvs:
+            return
+        pos = np.array([j.positions[0] for j in snvs])
+        first = max(0, int(pos.min()) - HALF)
+        ids = self.reference.fetch_ids(contig, first, int(pos.max()) + HALF + 1)
+        expected = self.options.calibration.expected(context_index(ids, pos - first),
+                                                     np.array([j.alt_bases[0] for j in snvs]))
+        for job, value in zip(snvs, expected):
+            job.calibrated = None if np.isnan(value) else job.score - float(value)
 
     def _score_indels(self, indels) -> None:
         half = self.context // 2
@@ -273,6 +307,12 @@ def header_lines(meta: list[str], model_name: str, sha256: str, context: int, fl
         f'({strands}); 0 = no change, larger = larger change{too_long}; . for SNVs/MNVs and '
         f'unscored ALTs">',
     ]
+    if options.calibration is not None:
+        lines.append(
+            f'##INFO=<ID={CALIBRATED_KEY},Number=A,Type=Float,Description="MergeDNA SNV score minus its '
+            f'context baseline: {LLR_KEY} - E[{LLR_KEY} | 5-mer context, alt] over background SNVs '
+            f'scored by the same model (table in ##mergedna_calibration); . for non-SNVs and 5-mers '
+            f'with N">')
     if options.logprobs:
         lines += [
             f'##INFO=<ID={REF_LOGP_KEY},Number=A,Type=Float,Description="MergeDNA log p(ref) behind '
@@ -289,6 +329,9 @@ def header_lines(meta: list[str], model_name: str, sha256: str, context: int, fl
         f"##mergedna_model=<Name={model_name},Sha256={sha256}{backend}>",
         f"##mergedna_window=<Context={context},Flank={flank},MaskSpacing={spacing}>",
         f"##mergedna_strand={options.strand}",
+        *([f"##mergedna_calibration=<File={Path(options.calibration.path).name},"
+           f"Sha256={options.calibration.sha256},WeightsSha256={options.calibration.weights_sha256}>"]
+          if options.calibration is not None else []),
         f"##mergedna_command={command}",
     ]
 
@@ -303,12 +346,14 @@ def _format_embdist(score: float | None) -> str:
     return "." if score is None else f"{max(0.0, -score):.4g}"
 
 
-def info_fields(jobs: list[AlleleJob], logprobs: bool) -> list[str]:
+def info_fields(jobs: list[AlleleJob], logprobs: bool, calibrated: bool = False) -> list[str]:
     """Our INFO key=value pairs for one record (one value per ALT, '.' where not applicable)."""
     llr = [j.score if j.method in ("snv_llr", "mnv_llr_sum") else None for j in jobs]
     emb = [j.score if j.method == "indel_embedding_cosine" else None for j in jobs]
     fields = [f"{LLR_KEY}=" + ",".join(_format(v) for v in llr),
               f"{EMBDIST_KEY}=" + ",".join(_format_embdist(v) for v in emb)]
+    if calibrated:
+        fields.append(f"{CALIBRATED_KEY}=" + ",".join(_format(j.calibrated) for j in jobs))
     if logprobs:
         fields += [f"{REF_LOGP_KEY}=" + ",".join(_format(j.ref_logp) for j in jobs),
                    f"{ALT_LOGP_KEY}=" + ",".join(_format(j.alt_logp) for j in jobs)]
@@ -458,6 +503,7 @@ def run_score(backend, reference: Reference, vcf: str, out: str | OutputSpec, op
                 "model": model_name, "weights_sha256": sha256, "backend": backend_name,
                 "shard": list(shard) if shard else None, "strand": options.strand,
                 "mask_spacing": options.mask_spacing, "flank": scorer.flank,
+                "calibration": options.calibration.sha256 if options.calibration is not None else None,
                 "ref_mismatch": options.ref_mismatch, "chunk_records": options.chunk_records,
                 "regions": [[r.chrom, r.start, r.end] for r in regions] if regions is not None else None,
                 "chunk_format": CHUNK_FORMAT}
@@ -487,7 +533,7 @@ def _selected(reader: VcfReader, wanted: range | None) -> Iterator[Variant]:
 
 
 # -- chunks of a resumable run: one JSON line per record,
-#    [index, [[score, status, method, ref_logp, alt_logp], ...], ref_check] --
+#    [index, [[score, status, method, ref_logp, alt_logp, calibrated], ...], ref_check] --
 def _chunk_name(first: int, end: int) -> str:
     return f"chunk-{first:012d}-{end:012d}.jsonl"
 
@@ -507,7 +553,8 @@ def _finished_records(partial: PartialDir) -> int:
 
 def _save_chunk(partial: PartialDir, first: int, chunk) -> None:
     lines = [json.dumps([variant.index,
-                         [[job.score, job.status, job.method, job.ref_logp, job.alt_logp] for job in jobs],
+                         [[job.score, job.status, job.method, job.ref_logp, job.alt_logp, job.calibrated]
+                          for job in jobs],
                          jobs[0].ref_check])
              for variant, _, jobs in chunk]
     partial.write(_chunk_name(first, first + len(chunk)),
@@ -521,8 +568,8 @@ def _stored(partial: PartialDir, variants: Iterator[Variant]) -> Iterator[tuple[
             with open(path) as handle:
                 for line in handle:
                     index, jobs, ref_check = json.loads(line)
-                    yield index, [AlleleJob(status, method, score, ref_logp, alt_logp, ref_check)
-                                  for score, status, method, ref_logp, alt_logp in jobs]
+                    yield index, [AlleleJob(status, method, score, ref_logp, alt_logp, calibrated, ref_check)
+                                  for score, status, method, ref_logp, alt_logp, calibrated in jobs]
 
     stored = results()
     for variant in variants:
@@ -542,7 +589,7 @@ def _write_output(records: Iterable[tuple[Variant, list[AlleleJob]]], reader: Vc
     summary = ScoreSummary(resumed=resumed)
     if spec.table_format:
         writer = ScoreTableWriter(spec.path, spec.table_format, compress=spec.compress,
-                                  logprobs=options.logprobs)
+                                  logprobs=options.logprobs, calibrated=options.calibration is not None)
     else:
         writer = VcfWriter(spec.path, log, spec.output_type)
     skipped_list = None
@@ -568,7 +615,8 @@ def _write_output(records: Iterable[tuple[Variant, list[AlleleJob]]], reader: Vc
                 writer.add(variant, jobs)
             else:
                 _strip_own_info(variant)
-                writer.write(variant.with_info(info_fields(jobs, options.logprobs)) + "\n")
+                writer.write(variant.with_info(info_fields(jobs, options.logprobs,
+                                                           options.calibration is not None)) + "\n")
         summary.warnings = summary.check(options.warn_fraction)
         if options.strict and summary.warnings:
             if spec.summary:
