@@ -117,33 +117,34 @@ class MergeDNA(nn.Module):
                            pos=positions.float().expand(B, N), valid=base_valid,
                            masked=ids == MASK)
         base2tok = positions.expand(B, N)
-        final, final_layout, keep = self._merge_budget(base_valid, c)
+        start, final, layout_parts = self._merge_budget(base_valid, c)
         steps = len(self.local_encoder)
         chunk = cfg.merge_chunk if cfg.merge_budget == "chunk" else 0
         for step, (block, group) in enumerate(zip(self.local_encoder, self.local_group)):
             state.x = block.attend(state.x, self.rotary(state.pos), state.valid)
             offset = (step % 2) * (cfg.window // 2)  # shift windows so no boundary is permanent
             state, new_index = merge_adjacent(
-                state, group(block.mlp_norm(state.x)), _schedule(keep, final, step, steps),
-                _layout_after(final_layout, step, steps), cfg.window, offset, chunk)
+                state, group(block.mlp_norm(state.x)), _schedule(start, final, step, steps),
+                _layout_after(layout_parts, step, steps), cfg.window, offset, chunk)
             # compose maps: base -> old -> new token (clamp only moves PAD bases off the dummy slot)
             base2tok = new_index.gather(1, base2tok).clamp(max=state.x.shape[1] - 1)
             state.x = block.feed_forward(state.x)
         return LocalTokens(state, base2tok, base_valid)
 
     def _merge_budget(self, base_valid: torch.Tensor, c: int):
-        """The tokenizer's budget: (final real tokens, [(bases, final layout)] parts, start counts).
+        """The tokenizer's budget: (real tokens at the start, real tokens at the end, layout parts).
 
-        "row": each row keeps round(c * n) of its n real bases; "chunk": each merge_chunk bases
-        keep round(c * n_chunk) of theirs, (B, n_chunks). The layout (tensor length) comes from the
-        shape in integer arithmetic, so the graph exports with dynamic length: full chunks plus the
-        remainder, whose share may round up by one slot (a harmless empty slot).
+        "row": each row goes from its n real bases to round(c * n) tokens, (B,); "chunk": each
+        merge_chunk bases go to round(c * their real bases), (B, n_chunks). Layout parts
+        [(bases, final tokens, how many)] give the tensor length from the shape alone, in integer
+        arithmetic, so the graph exports with dynamic length: full chunks plus the remainder,
+        whose share may round up by one slot (a harmless empty slot).
         """
         cfg = self.config
         B, N = base_valid.shape
         if cfg.merge_budget != "chunk":
             n_real = base_valid.sum(1)
-            return exact_budget_targets(n_real, c, _RATIO_DEN), [(N, exact_budget_targets(N, c, _RATIO_DEN), 1)], n_real
+            return n_real, exact_budget_targets(n_real, c, _RATIO_DEN), [(N, exact_budget_targets(N, c, _RATIO_DEN), 1)]
         C = cfg.merge_chunk
         n_chunks = (N + C - 1) // C
         base_chunk = (torch.arange(N, device=base_valid.device) // C).expand(B, N)
@@ -152,7 +153,7 @@ class MergeDNA(nn.Module):
         final = exact_budget_targets(n_real, c, _RATIO_DEN).masked_fill(n_real == 0, 0)
         full, rest = N // C, N - (N // C) * C
         parts = [(C, exact_budget_targets(C, c, _RATIO_DEN), full), (rest, exact_budget_targets(rest, c, _RATIO_DEN), 1)]
-        return final, parts, n_real
+        return n_real, final, parts
 
     # -- latent encoder -----------------------------------------------------------------------
     def encode_latent(self, tokens: LocalTokens, merge_ratio: float | None = None
