@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import __version__
 from ..alphabet import encode, reverse_complement
-from ..engine.calibration import HALF, TABLE_FILE, CalibrationTable, context_index
+from ..engine.calibration import HALF, K, TABLE_FILE, CalibrationTable, context_index
 from ..engine.engine import per_base_vectors
 from ..engine.masked import masked_log_probs
 from ..engine.windows import default_flank
@@ -223,14 +223,15 @@ class Scorer:
             self._score_indels(indels)
 
     def _calibrate(self, contig: str, snvs: list[AlleleJob]) -> None:
-        """score - E[score | 5-mer context, alt] for SNVs whose context is all A/C/G/T."""
+        """score - E[score | 5-mer context, alt] for SNVs whose context is all A/C/G/T. One short
+        read per SNV, as the scoring passes read one window each: memory stays bounded however
+        far apart the variants are."""
         if not snvs:
             return
-        pos = np.array([j.positions[0] for j in snvs])
-        first = max(0, int(pos.min()) - HALF)
-        ids = self.reference.fetch_ids(contig, first, int(pos.max()) + HALF + 1)
-        expected = self.options.calibration.expected(context_index(ids, pos - first),
-                                                     np.array([j.alt_bases[0] for j in snvs]))
+        contexts = np.stack([self.reference.fetch_ids(contig, j.positions[0] - HALF, j.positions[0] + HALF + 1)
+                             for j in snvs])
+        index = context_index(contexts.ravel(), HALF + K * np.arange(len(snvs)))  # each row's centre
+        expected = self.options.calibration.expected(index, np.array([j.alt_bases[0] for j in snvs]))
         for job, value in zip(snvs, expected):
             job.calibrated = None if np.isnan(value) else job.score - float(value)
 
