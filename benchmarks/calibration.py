@@ -52,7 +52,15 @@ from zero_shot import (  # noqa: E402
 )
 
 from mergedna_cli.alphabet import N_BASES, decode, encode  # noqa: E402
-from mergedna_cli.engine.calibration import HALF, K, context_index, table_sha256  # noqa: E402
+from mergedna_cli.engine.calibration import (  # noqa: E402
+    HALF,
+    K,
+    CalibrationTable,
+    context_index,
+    expected_scores,
+    table_sha256,
+)
+from mergedna_cli.errors import InputError  # noqa: E402
 
 PRIOR_WEIGHTS = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0)
 COMPLEMENT = np.array([3, 2, 1, 0])  # A<->T, C<->G on base indices
@@ -121,14 +129,6 @@ def choose_prior_weight(index5: np.ndarray, deltas: np.ndarray, seed: int) -> tu
     return min(errors, key=errors.get), errors
 
 
-def expected_scores(table: np.ndarray, index5: np.ndarray, alt: np.ndarray) -> np.ndarray:
-    """E[score | 5-mer, alt] per SNV; NaN where the context is not all A/C/G/T."""
-    out = np.full(len(index5), np.nan)
-    ok = index5 >= 0
-    out[ok] = table[index5[ok], np.asarray(alt)[ok]]
-    return out
-
-
 def save_table(path: Path, table: np.ndarray, meta: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     table = np.round(table, 6)  # JSON keeps 6 decimals; the sha256 is of what is stored
@@ -139,15 +139,13 @@ def save_table(path: Path, table: np.ndarray, meta: dict) -> None:
 
 
 def load_table(path: Path) -> tuple[np.ndarray, dict]:
-    """(table, its record); a table whose sha256 does not match its values is refused."""
+    """(table, its record), as `mergedna score` loads it; a table whose sha256 does not match its
+    values is refused."""
     try:
-        record = json.loads(Path(path).read_text())
-        table = np.array(record["table"], dtype=np.float64)
-    except (OSError, ValueError, KeyError) as exc:
-        raise SystemExit(f"error: cannot read calibration table {path}: {exc}") from None
-    if table.shape != (4 ** K, 4) or table_sha256(table) != record.get("table_sha256"):
-        raise SystemExit(f"error: {path}: table shape {table.shape} or sha256 does not match its record")
-    return table, record
+        table = CalibrationTable.load(path)
+    except InputError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    return table.table, table.record
 
 
 # ---------------------------------------------------------------------------------------------

@@ -43,13 +43,20 @@ def mergedna(*args) -> subprocess.CompletedProcess:
                           text=True, timeout=300, env={**os.environ, "MERGEDNA_CACHE": "/tmp/mdna-test-cache"})
 
 
+def score_with_table(model_dir: Path, table: np.ndarray, out: Path) -> subprocess.CompletedProcess:
+    """`score` of the example ClinVar SNVs into `out` with `table` written beside it."""
+    path = write_table(out.parent / "calibration.json", table)
+    return mergedna("score", "--model", model_dir, "--fasta", REF, "--vcf", VCF, "-o", out,
+                    "--calibration", path, "--threads", "1", "--quiet")
+
+
 def test_context_index_and_table_lookup():
     ids = encode("ACGTNACGTA")
     index = context_index(ids, np.array([2, 3, 7, 0]))
     # around 2 and 3 the 5-mer holds the N; around 0 it runs off the sequence; around 7: ACGTA
     assert index[2] == int("01230", 4) and index[0] == index[1] == index[3] == -1
     table = random_table()
-    calib = CalibrationTable(table, table_sha256(table), "", "t.json")
+    calib = CalibrationTable(table, table_sha256(table), "", "t.json", {})
     got = calib.expected(index, np.array([1, 1, 0, 1]))  # alt A at 7 (its ref is G)
     assert got[2] == table[int("01230", 4), 0] and np.isnan(got[[0, 1, 3]]).all()
 
@@ -71,10 +78,8 @@ def test_score_writes_llr_minus_the_context_baseline(tiny_model_dir, tmp_path):
     from mergedna_cli.io.reference import Reference
 
     table = random_table(1)
-    path = write_table(tmp_path / "calibration.json", table)
     out = tmp_path / "scores.tsv"
-    proc = mergedna("score", "--model", tiny_model_dir, "--fasta", REF, "--vcf", VCF, "-o", out,
-                    "--calibration", path, "--threads", "1", "--quiet")
+    proc = score_with_table(tiny_model_dir, table, out)
     assert proc.returncode == 0, proc.stderr
     assert "was built for weights" in proc.stderr  # the table names no weights: warned, still used
     lines = [line.split("\t") for line in out.read_text().splitlines()]
@@ -97,10 +102,8 @@ def test_score_writes_llr_minus_the_context_baseline(tiny_model_dir, tmp_path):
 @pytest.mark.skipif(shutil.which("bcftools") is None, reason="bcftools not installed")
 def test_vcf_header_names_the_table(tiny_model_dir, tmp_path):
     table = random_table(2)
-    path = write_table(tmp_path / "calibration.json", table)
     out = tmp_path / "scores.vcf.gz"
-    proc = mergedna("score", "--model", tiny_model_dir, "--fasta", REF, "--vcf", VCF, "-o", out,
-                    "--calibration", path, "--threads", "1", "--quiet")
+    proc = score_with_table(tiny_model_dir, table, out)
     assert proc.returncode == 0, proc.stderr
     header = subprocess.run(["bcftools", "view", "-h", str(out)], capture_output=True, text=True).stdout
     assert "##INFO=<ID=MDNA_LLR_CAL,Number=A,Type=Float" in header

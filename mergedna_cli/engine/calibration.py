@@ -41,12 +41,22 @@ def table_sha256(table: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(table, dtype="<f8").tobytes()).hexdigest()
 
 
+def expected_scores(table: np.ndarray, index5: np.ndarray, alt: np.ndarray) -> np.ndarray:
+    """E[LLR | 5-mer, alt] per SNV from a (1024, 4) table; NaN where the context is not all A/C/G/T."""
+    index5 = np.asarray(index5)
+    out = np.full(len(index5), np.nan)
+    ok = index5 >= 0
+    out[ok] = table[index5[ok], np.asarray(alt)[ok]]
+    return out
+
+
 @dataclass(frozen=True)
 class CalibrationTable:
     table: np.ndarray     # (1024, 4)
     sha256: str           # of the values
     weights_sha256: str   # the model the background SNVs were scored with
     path: str
+    record: dict          # the file's JSON: how the table was built
 
     @classmethod
     def load(cls, path: str | Path) -> "CalibrationTable":
@@ -63,12 +73,7 @@ class CalibrationTable:
         sha = table_sha256(table)
         if sha != record.get("table_sha256"):
             raise InputError(f"calibration table '{path}': its values do not match its sha256")
-        return cls(table, sha, str(record.get("weights_sha256", "")), str(path))
+        return cls(table, sha, str(record.get("weights_sha256", "")), str(path), record)
 
     def expected(self, index5: np.ndarray, alt: np.ndarray) -> np.ndarray:
-        """E[LLR | 5-mer, alt] per SNV; NaN where the context is not all A/C/G/T."""
-        index5 = np.asarray(index5)
-        out = np.full(len(index5), np.nan)
-        ok = index5 >= 0
-        out[ok] = self.table[index5[ok], np.asarray(alt)[ok]]
-        return out
+        return expected_scores(self.table, index5, alt)
