@@ -188,7 +188,7 @@ def build_table(model_dir: Path, fasta: str = str(HELDOUT), n_positions: int = 2
                 threads: int = 2, batch_size: int = 32, device: str = "auto", log=print) -> tuple[np.ndarray, dict]:
     """(table, record) for a model: background SNVs scored, prior weight chosen, table fitted."""
     from mergedna_cli.model.files import weights_sha256
-    from mergedna_cli.pipelines.backend_factory import make_backend
+    from mergedna_cli.engine.load import make_backend
     backend = make_backend(str(model_dir), "torch", device, threads, part="masked")
     context = backend.config.context
     with tempfile.TemporaryDirectory(prefix="calibration_") as tmp:

@@ -31,7 +31,7 @@ in one process, after the model is loaded and one batch has warmed it up:
   --backend auto, --batch-size auto), wall time with start-up, and the backend their headers name.
 
 Batch size: --batch-size (default auto: what the CLI picks for the device,
-pipelines/backend_factory.resolve_batch_size). Goals (issue 15), one H200, the default model:
+engine/load.resolve_batch_size). Goals (issue 15), one H200, the default model:
 >= 20,000 SNVs/s for `score` (both strands) and >= 5 Mb/s for tracks boundaries.
 
 Data: --data DIR holds the shared files where the repository's ../shared is not there (the GPU
@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from mergedna_cli.io.reference import Reference
     from mergedna_cli.model_dirs import resolve_model_dir
-    from mergedna_cli.pipelines.backend_factory import choose, make_backend, resolve_batch_size
+    from mergedna_cli.engine.load import choose, make_backend, resolve_batch_size
 
     fasta = args.fasta or (args.data / FASTA_NAME if args.data else None)
     vcf = args.vcf or (args.data / "variants.vcf.gz" if args.data else None)

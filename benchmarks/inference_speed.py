@@ -113,7 +113,7 @@ class OrtVariant:
 def load_backends(model_dir: Path, names: list[str], threads: int, variants: list[str]):
     """{name: {part: backend}} and load info (seconds, RSS after each load, ONNX paths)."""
     from mergedna_cli.engine.onnx_export import cached_onnx_path
-    from mergedna_cli.pipelines.backend_factory import make_backend
+    from mergedna_cli.engine.load import make_backend
 
     backends: dict[str, dict] = {}
     info: dict = {}

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
         backends.insert(0, "torch")  # the reference configuration runs first
 
     from mergedna_cli.io.reference import Reference
-    from mergedna_cli.pipelines.backend_factory import make_backend
+    from mergedna_cli.engine.load import make_backend
 
     reference = Reference(args.fasta)
     _, _, variants, labels, _ = read_set(SETS["sge"][0], args.limit)

@@ -518,7 +518,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def load_backends(model_dir: Path, args) -> tuple:
     """(masked-pass backend, embedding backend) as `mergedna score` builds them."""
-    from mergedna_cli.pipelines.backend_factory import make_backend
+    from mergedna_cli.engine.load import make_backend
     return tuple(make_backend(str(model_dir), args.backend, args.device, args.threads, log=print, part=part)
                  for part in ("masked", "embedding"))
 

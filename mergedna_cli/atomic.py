@@ -78,7 +78,10 @@ class _Named:
 
 class AtomicFile:
     """An output streamed to its temporary name through a handle with `close()`: `close()` renames
-    the finished file into place, `abort()` removes it. Subclasses open the handle in `_open`."""
+    the finished file into place, `abort()` removes it. Subclasses open the handle in `_open`.
+
+    As a context manager it closes on success and aborts on any exception (Ctrl-C included):
+    `with Writer(path) as out: ...` leaves either the complete file or nothing."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -95,6 +98,15 @@ class AtomicFile:
             self.tmp.unlink(missing_ok=True)
             raise
         publish(self.tmp, self.path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
     def abort(self) -> None:
         """Remove the temporary file, even when closing it fails again (a full disk; pyBigWig

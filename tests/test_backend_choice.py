@@ -1,4 +1,4 @@
-"""--backend auto, --device, --batch-size auto (pipelines/backend_factory.py, cli/options.py): what
+"""--backend auto, --device, --batch-size auto (engine/load.py, cli/options.py): what
 they resolve to, on this CPU machine and with CUDA availability simulated, and the one-line error
 (exit 2) when CUDA is asked for and missing."""
 
@@ -16,8 +16,8 @@ import typer
 from mergedna_cli.cli.options import BackendChoice, parse_batch_size
 from mergedna_cli.engine.parallel import SlicedBackend
 from mergedna_cli.errors import ModelError, UsageError
-from mergedna_cli.pipelines import backend_factory as factory
-from mergedna_cli.pipelines.backend_factory import choose, make_backend, resolve_batch_size
+from mergedna_cli.engine import load as factory
+from mergedna_cli.engine.load import choose, make_backend, resolve_batch_size
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_FASTA = REPO / "docs" / "example" / "brca1_chr17.fa.gz"

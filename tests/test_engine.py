@@ -22,7 +22,7 @@ from mergedna_cli.engine.windows import default_flank, tile
 from mergedna_cli.io.reference import Reference
 from mergedna_cli.io.regions import Region
 from mergedna_cli.model import MergeDNAConfig
-from mergedna_cli.pipelines.backend_factory import parity_sequences
+from mergedna_cli.engine.load import parity_sequences
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REAL_REF = SHARED_DATA / "grch38_chr17_brca1_region" / "GRCh38_chr17_brca1_region.fa.gz"

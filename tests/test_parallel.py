@@ -8,7 +8,7 @@ import pytest
 from mergedna_cli.alphabet import N
 from mergedna_cli.engine.backends import TorchBackend
 from mergedna_cli.engine.parallel import SlicedBackend
-from mergedna_cli.pipelines.backend_factory import make_backend
+from mergedna_cli.engine.load import make_backend
 
 
 @pytest.mark.parametrize("part", ["full", "embedding", "masked", "tokens"])

@@ -241,7 +241,7 @@ def test_threads_reach_torch_onnxruntime_and_thread_pools(tiny_model_dir, tmp_pa
         f" '--vcf', {str(VCF)!r}, '-o', {str(tmp_path / 'o.tsv')!r}, '--format', 'tsv', '--threads', '1', '-q']\n"
         "app(standalone_mode=False)\n"
         "import torch\n"
-        "from mergedna_cli.pipelines.backend_factory import make_backend\n"
+        "from mergedna_cli.engine.load import make_backend\n"
         "onnx = make_backend('mergedna-small', 'onnx', 'cpu', threads=1)\n"
         "print(torch.get_num_threads(), os.environ['OMP_NUM_THREADS'], os.environ['OPENBLAS_NUM_THREADS'],"
         " onnx.session.get_session_options().intra_op_num_threads)\n")

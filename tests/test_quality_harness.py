@@ -168,7 +168,7 @@ def test_background_scores_equal_mergedna_score(tiny_model_dir, tmp_path):
     """The calibration's background SNV scores are `mergedna score`'s scores of the same SNVs."""
     from mergedna_cli.alphabet import decode
     from mergedna_cli.model.files import weights_sha256
-    from mergedna_cli.pipelines.backend_factory import make_backend
+    from mergedna_cli.engine.load import make_backend
     from mergedna_cli.pipelines.score import ScoreOptions, run_score
 
     seq = decode(np.random.default_rng(3).integers(0, 4, 2000))

@@ -35,7 +35,7 @@ def embed(
     from ..io.embedding_writer import format_for
     from ..io.reference import Reference
     from ..io.regions import parse_region, read_bed
-    from ..pipelines.backend_factory import make_backend, resolve_batch_size
+    from ..engine.load import make_backend, resolve_batch_size
     from ..pipelines.embed import run_embed
     from ..pipelines.progress import Logger
     import sys

@@ -26,7 +26,7 @@ def export_onnx_command(
     from ..engine.onnx_export import export_onnx, onnx_file_name
     from ..model.files import load_config
     from ..model_dirs import resolve_model_dir
-    from ..pipelines.backend_factory import parity_sequences
+    from ..engine.load import parity_sequences
     from ..pipelines.progress import Logger
 
     model_dir = resolve_model_dir(model)

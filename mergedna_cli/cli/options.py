@@ -31,7 +31,7 @@ BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Windows per
 
 
 def parse_batch_size(value: Union[str, int]) -> Union[str, int]:
-    """'auto' (resolved once the device is known: backend_factory.resolve_batch_size) or N >= 1.
+    """'auto' (resolved once the device is known: engine/load.resolve_batch_size) or N >= 1.
     Defaults arrive here too, as given in the command's signature (an int or "auto")."""
     if isinstance(value, int) or value == "auto":
         if isinstance(value, int) and value < 1:
@@ -46,7 +46,7 @@ def parse_batch_size(value: Union[str, int]) -> Union[str, int]:
     return number
 
 
-# --batch-size N|auto. A command taking it must resolve "auto" with backend_factory.resolve_batch_size
+# --batch-size N|auto. A command taking it must resolve "auto" with engine/load.resolve_batch_size
 # before batching: 32 windows on CPU, up to 1024 on CUDA within the free GPU memory.
 AutoBatchSize = Annotated[str, typer.Option(
     "--batch-size", parser=parse_batch_size, metavar="N|auto",

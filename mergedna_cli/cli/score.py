@@ -122,7 +122,7 @@ def score(
     from ..io.vcf import parse_regions, read_regions_file
     from ..model.files import weights_sha256
     from ..model_dirs import resolve_model_dir
-    from ..pipelines.backend_factory import make_backend, resolve_batch_size
+    from ..engine.load import make_backend, resolve_batch_size
     from ..pipelines.progress import Logger
     from ..pipelines.score import OutputSpec, ScoreOptions, load_calibration, parse_shard, run_score
 

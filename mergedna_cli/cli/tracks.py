@@ -48,7 +48,7 @@ def tracks(
     from ..io.regions import parse_region, read_bed
     from ..model.files import weights_sha256
     from ..model_dirs import resolve_model_dir
-    from ..pipelines.backend_factory import make_backend, resolve_batch_size
+    from ..engine.load import make_backend, resolve_batch_size
     from ..pipelines.progress import Logger
     from ..pipelines.resume import file_identity
     from ..pipelines.tracks import TracksOptions, check_prefix, genome_regions, run_tracks, sorted_merged

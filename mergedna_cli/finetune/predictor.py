@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..pipelines.backend_factory import make_backend
+from ..engine.load import make_backend
 from .batching import length_sorted_batches, pad_rows, reverse_complements
 from .checkpoint import load_head, read_info, task_of
 from .head import pool_tokens

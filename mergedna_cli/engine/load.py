@@ -67,7 +67,7 @@ def make_backend(model: str | None, backend: str = "auto", device: str = "auto",
     for `tracks --compression`): auto then picks it, another explicit choice is an error.
     On CPU, batches run as one slice per thread, each with one intra-op thread (engine/parallel.py).
     The object returned has `.name` ("torch" or "onnx") and `.device` ("cpu", "cuda:0", ...)."""
-    from ..engine.parallel import SlicedBackend, cpu_workers
+    from .parallel import SlicedBackend, cpu_workers
 
     explicit, asked = str(backend) != "auto", str(device)
     backend, device = choose(backend, device, require)
@@ -228,11 +228,11 @@ def _onnx_cuda_reason() -> str:
 def _single_backend(model: str | None, backend: str, device: str, threads: int | None, log, part: str):
     model_dir = resolve_model_dir(model)
     if backend == "torch":
-        from ..engine.backends import TorchBackend
+        from .backends import TorchBackend
         return TorchBackend(model_dir, device=device, threads=threads, part=part)
     if backend == "onnx":
-        from ..engine.backends import OnnxBackend
-        from ..engine.onnx_export import cached_onnx_path, export_onnx
+        from .backends import OnnxBackend
+        from .onnx_export import cached_onnx_path, export_onnx
         config = load_config(model_dir)
         path = cached_onnx_path(model_dir, part)
         if not path.is_file():
