@@ -10,8 +10,8 @@ from ..errors import UsageError
 from .app import app
 from .paths import check_not_input, check_output
 from .threads import limit_threads
-from .options import Fasta, RegionsBed, RegionStrings, AutoBatchSize, Backend, BackendChoice, Debug, Device, Model, Quiet, Threads
-from .score import Strand, StrandChoice
+from .options import (AutoBatchSize, Backend, BackendChoice, Debug, Device, Fasta, Model, Quiet, RegionsBed,
+                      RegionStrings, Strand, StrandChoice, Threads)
 
 
 @app.command()

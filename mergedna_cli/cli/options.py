@@ -51,7 +51,20 @@ def parse_batch_size(value: Union[str, int]) -> Union[str, int]:
 AutoBatchSize = Annotated[str, typer.Option(
     "--batch-size", parser=parse_batch_size, metavar="N|auto",
     help="Windows per batch; auto: 32 on CPU, up to 1024 on CUDA as free GPU memory allows.")]
-Strand = Annotated[str, typer.Option("--strand", help="both (average with the reverse complement) or forward.")]
+
+
+class StrandChoice(str, Enum):
+    """--strand of score, embed and tracks, listed as choices in --help."""
+
+    both = "both"
+    forward = "forward"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+Strand = Annotated[StrandChoice, typer.Option(
+    "--strand", help="both (average with the reverse complement) or forward.")]
 Fasta = Annotated[Path, typer.Option("--fasta", help="Reference FASTA (plain or bgzip; .fai built if missing).")]
 RegionsBed = Annotated[Optional[Path], typer.Option("--regions", help="BED of regions (0-based).")]
 RegionStrings = Annotated[Optional[list[str]], typer.Option(

@@ -14,7 +14,8 @@ from ..errors import UsageError
 from .app import app
 from .paths import check_not_input, check_output
 from .threads import limit_threads
-from .options import Fasta, AutoBatchSize, Backend, BackendChoice, Debug, Device, Model, Quiet, Threads
+from .options import (AutoBatchSize, Backend, BackendChoice, Debug, Device, Fasta, Model, Quiet, Strand,
+                      StrandChoice, Threads)
 
 
 class TableFormat(str, Enum):
@@ -28,20 +29,6 @@ class OutputType(str, Enum):
     z = "z"
     b = "b"
     u = "u"
-
-
-class StrandChoice(str, Enum):
-    """--strand for score and embed, listed as choices in --help."""
-
-    both = "both"
-    forward = "forward"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-Strand = Annotated[StrandChoice, typer.Option(
-    "--strand", help="both (average with the reverse complement) or forward.")]
 
 
 class RefMismatch(str, Enum):

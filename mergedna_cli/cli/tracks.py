@@ -11,7 +11,7 @@ from ..errors import UsageError
 from .app import app
 from .threads import limit_threads
 from .options import (AutoBatchSize, Backend, BackendChoice, Debug, Device, Fasta, Model, Quiet, RegionsBed,
-                      RegionStrings, Strand, Threads)
+                      RegionStrings, Strand, StrandChoice, Threads)
 
 
 @app.command()
@@ -35,7 +35,7 @@ def tracks(
     backend: Backend = BackendChoice.auto,
     device: Device = "auto",
     batch_size: AutoBatchSize = "auto",
-    strand: Strand = "both",
+    strand: Strand = StrandChoice.both,
     threads: Threads = None,
     quiet: Quiet = False,
     debug: Debug = False,
@@ -55,8 +55,6 @@ def tracks(
 
     if sum([regions is not None, bool(region), genome]) != 1:
         raise UsageError("give exactly one of --regions BED, --region, or --genome")
-    if strand not in ("both", "forward"):
-        raise UsageError(f"--strand must be both or forward, got '{strand}'")
     if compression is not None and not 0.05 <= compression <= 1.0:
         raise UsageError(f"--compression must be in [0.05, 1], got {compression}")
     if compression is not None and backend == "onnx":
@@ -90,7 +88,7 @@ def tracks(
         inputs = {"bed": file_identity(regions)} if regions else {"region": list(region)}
     inputs["contigs"] = contigs
     options = TracksOptions(batch_size=batch_size, signals=signals, mask_spacing=mask_spacing,
-                            strand=strand, track_line=track_line, chunk_bases=chunk_bases)
+                            strand=StrandChoice(strand).value, track_line=track_line, chunk_bases=chunk_bases)
     with log.counter("windows") as tick:
         meta = run_tracks(tokens_backend, reference, spans, out, options, model_dir.name,
                           weights_sha256(model_dir), log=log.info, on_window=tick, inputs=inputs,
