@@ -208,10 +208,10 @@ def test_two_merge_steps_compose_by_gather_like_dense_matrices():
     state, group1, gen = _random_state(B, T, D, seed=43, lengths=[40, 31, 12])
     n_real = state.valid.sum(1)
     t1 = (n_real * 3 + 3) // 4
-    s1, idx1 = merge_adjacent(state, group1, t1, layout=30, window=8, window_offset=0)
+    s1, idx1, *_ = merge_adjacent(state, group1, t1, layout=30, window=8, window_offset=0)
     group2 = torch.randn(B, s1.x.shape[1], 8, generator=gen, dtype=torch.float64)
     t2 = (n_real + 1) // 2
-    s2, idx2 = merge_adjacent(s1, group2, t2, layout=20, window=8, window_offset=4)
+    s2, idx2, *_ = merge_adjacent(s1, group2, t2, layout=20, window=8, window_offset=4)
     base2tok = idx2.gather(1, idx1.clamp(max=s1.x.shape[1] - 1))
     for row in range(B):
         keep0 = state.valid[row]
@@ -248,7 +248,7 @@ def test_merge_adjacent_never_crosses_a_window_boundary(window, half_offset):
         state, group, _ = _random_state(B, T, 4, seed=100 + seed)
         # budgets from mild to the tightest legal one (every window collapsed to one token)
         target = torch.tensor([T - 5, 3 * T // 4, T // 2, T // 3, n_windows + 1, n_windows])
-        new_state, new_index = merge_adjacent(state, group, target, layout=T, window=window,
+        new_state, new_index, *_ = merge_adjacent(state, group, target, layout=T, window=window,
                                               window_offset=offset)
         joined = _joined_edges(new_index)
         crossing = joined & boundary
@@ -267,10 +267,10 @@ def test_tokenizer_merge_steps_respect_shifted_windows(any_tokenizer_model, monk
 
     calls = []
 
-    def spy(state, group, target, layout, window, window_offset, chunk=0):
-        new_state, new_index = merge_adjacent(state, group, target, layout, window, window_offset, chunk)
-        calls.append((window, window_offset, new_index.clone(), state.valid.clone()))
-        return new_state, new_index
+    def spy(state, group, target, layout, window, window_offset, chunk=0, forced=None):
+        step = merge_adjacent(state, group, target, layout, window, window_offset, chunk, forced)
+        calls.append((window, window_offset, step.new_index.clone(), state.valid.clone()))
+        return step
 
     monkeypatch.setattr(network, "merge_adjacent", spy)
     model = any_tokenizer_model
@@ -294,7 +294,7 @@ def test_merge_adjacent_never_merges_pad_with_real_tokens():
         state, group, _ = _random_state(B, T, 4, seed=200 + seed, lengths=lengths)
         n_real = torch.tensor(lengths)
         target = (n_real + 1) // 2
-        new_state, new_index = merge_adjacent(state, group, target, layout=32, window=8, window_offset=0)
+        new_state, new_index, *_ = merge_adjacent(state, group, target, layout=32, window=8, window_offset=0)
         joined = _joined_edges(new_index)
         pad_edge = ~(state.valid[:, 1:] & state.valid[:, :-1])
         assert not (joined & pad_edge).any(), "a PAD token was merged"
@@ -391,7 +391,7 @@ def test_merge_adjacent_never_joins_masked_and_unmasked():
         state, group, _ = _random_state(B, T, 4, seed=300 + seed, lengths=[64, 60, 33, 64],
                                         mask_prob=0.3)
         target = (state.valid.sum(1) + 1) // 2
-        new_state, new_index = merge_adjacent(state, group, target, layout=T, window=8, window_offset=4)
+        new_state, new_index, *_ = merge_adjacent(state, group, target, layout=T, window=8, window_offset=4)
         boundary = state.masked[:, 1:] != state.masked[:, :-1]
         assert not (_joined_edges(new_index) & boundary).any(), "merge across a mask boundary"
         # masked flag of a new token: all of its members are masked

@@ -1,7 +1,9 @@
 """Backends run the inference graph: numpy ids in, numpy arrays out.
 
 `TorchBackend` runs the PyTorch model (CPU or CUDA); `OnnxBackend` runs an exported graph in ONNX
-Runtime (CPU, or CUDA where onnxruntime-gpu is installed). Both return the same BackendOutput.
+Runtime (CPU, or CUDA where onnxruntime-gpu is installed). Both return the same BackendOutput, with
+the learned tokenizer's merges made as a float64 tokenizer makes them (engine/merge_plan.py), so
+the token map of a window does not depend on the runtime, device, batch or threads.
 """
 
 from __future__ import annotations
@@ -14,14 +16,18 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError, UsageError
+from .merge_plan import ReferencePlans, certified_run
 
+MERGES = ("merge_margin", "merge_plan")  # every graph but "plan" ends with these (merge_plan.py)
 OUTPUTS = {  # output names of the inference graphs (engine/graph.py), per part
-    "full": ("log_probs", "token_vectors", "token_sizes", "token_mask", "base2tok"),
-    "embedding": ("token_vectors", "token_sizes", "token_mask", "base2tok"),
-    "masked": ("log_probs",),  # at the query positions only: (B, Q, 4)
-    "tokens": ("token_sizes", "token_mask", "base2tok"),  # the learned tokenizer alone
+    "full": ("log_probs", "token_vectors", "token_sizes", "token_mask", "base2tok", *MERGES),
+    "embedding": ("token_vectors", "token_sizes", "token_mask", "base2tok", *MERGES),
+    "masked": ("log_probs", *MERGES),  # log_probs at the query positions only: (B, Q, 4)
+    "tokens": ("token_sizes", "token_mask", "base2tok", *MERGES),  # the learned tokenizer alone
+    "plan": ("merge_plan",),  # the float64 tokenizer's merge plan: the reference decisions
 }
-INPUTS = {"full": ("ids",), "embedding": ("ids",), "masked": ("ids", "query"), "tokens": ("ids",)}
+INPUTS = {"full": ("ids", "plan"), "embedding": ("ids", "plan"), "masked": ("ids", "query", "plan"),
+          "tokens": ("ids", "plan"), "plan": ("ids",)}
 # Extended graph optimisations (fused SiLU, transpose/scale folded into MatMul: ~6% faster on CPU).
 # ORT_ENABLE_ALL adds nothing measurable on CPU for this graph. Graphs exported now carry every
 # RMSNorm as a fused node already; the RMSNorm fusion stays off so that graphs exported by earlier
@@ -35,6 +41,22 @@ DISABLED_OPTIMIZERS = ["SimplifiedLayerNormFusion"]
 ONNX_MAX_ROWS = 8
 
 
+def onnx_file_name(part: str) -> str:
+    """A graph's file name next to the weights (model.onnx, model.masked.onnx, ...)."""
+    return "model.onnx" if part == "full" else f"model.{part}.onnx"
+
+
+def plan_graph_path(graph: str | os.PathLike, part: str) -> Path:
+    """Where the float64 "plan" graph of `graph` (a graph of `part`) is: the same name with the
+    part's file name replaced (model.masked.onnx -> model.plan.onnx, KEY.model.onnx ->
+    KEY.model.plan.onnx), or NAME.plan.onnx beside a graph named otherwise."""
+    graph = Path(graph)
+    own = onnx_file_name(part)
+    if graph.name.endswith(own):
+        return graph.with_name(graph.name[:-len(own)] + onnx_file_name("plan"))
+    return graph.with_name(graph.name.removesuffix(".onnx") + ".plan.onnx")
+
+
 @dataclass
 class BackendOutput:
     log_probs: np.ndarray | None  # (B, N, 4) float32, natural log, over A C G T; None for "embedding";
@@ -43,6 +65,8 @@ class BackendOutput:
     token_sizes: np.ndarray | None    # (B, L) int64, 0 for PAD tokens
     token_mask: np.ndarray | None     # (B, L) bool
     base2tok: np.ndarray | None       # (B, N) int64
+    merge_margin: np.ndarray | None = None  # (B,) float32: smallest score gap a merge rested on
+    merge_plan: np.ndarray | None = None    # (B, N-1) int64: the merges made (merge_plan.py)
 
 
 class TorchBackend:
@@ -76,25 +100,34 @@ class TorchBackend:
         self.config = self.model.config
         self.part = part
         self.outputs = OUTPUTS[part]
+        self._reference = ReferencePlans(lambda: InferenceGraph(_float64_copy(self.model), "plan"))
 
     def run(self, ids: np.ndarray, query: np.ndarray | None = None) -> BackendOutput:
         """query (B, Q) base positions: required by, and only used by, the "masked" part."""
+        return certified_run(self._run, self._reference_plan, ids, query)
+
+    def _run(self, ids: np.ndarray, query: np.ndarray | None, plan: np.ndarray) -> BackendOutput:
+        inputs = [ids] + ([query] if self.part == "masked" else []) + [plan]
+        return _output(self.outputs, self._call(self.graph, inputs))
+
+    def _reference_plan(self, ids: np.ndarray) -> np.ndarray:
+        return self._call(self._reference.graph(), [ids])[0]
+
+    def _call(self, graph, arrays: list[np.ndarray]) -> list[np.ndarray]:
         import torch
 
-        inputs = [torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int64)).to(self.torch_device)]
-        if self.part == "masked":
-            inputs.append(torch.from_numpy(np.ascontiguousarray(query, dtype=np.int64)).to(self.torch_device))
+        inputs = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(self.torch_device) for a in arrays]
         with torch.inference_mode():
-            out = self.graph(*inputs)
-        out = (out,) if self.part == "masked" else out
-        return _output(self.outputs, [t.cpu().numpy() for t in out])
+            out = graph(*inputs)
+        return [t.cpu().numpy() for t in ((out,) if torch.is_tensor(out) else out)]
 
 
 class OnnxBackend:
     name = "onnx"
 
     def __init__(self, onnx_path: str | os.PathLike, config, device: str = "auto",
-                 threads: int | None = None):
+                 threads: int | None = None, plan_graph: str | os.PathLike | None = None):
+        """plan_graph: the float64 "plan" graph (default: plan_graph_path of onnx_path)."""
         import onnxruntime as ort
 
         available = ort.get_available_providers()
@@ -117,6 +150,7 @@ class OnnxBackend:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         if not Path(onnx_path).is_file():
             raise ModelError(f"ONNX graph '{onnx_path}' does not exist")
+        self.path = Path(onnx_path)
         try:
             try:
                 self.session = ort.InferenceSession(str(onnx_path), options, providers=providers,
@@ -140,16 +174,32 @@ class OnnxBackend:
         self.max_rows = None if on_gpu else ONNX_MAX_ROWS
         self.config = config
         self.outputs = tuple(o.name for o in self.session.get_outputs())
-        self.part = next(part for part, names in OUTPUTS.items() if tuple(names) == self.outputs)
+        self.part = next((part for part, names in OUTPUTS.items() if tuple(names) == self.outputs), None)
+        if self.part is None:
+            raise ModelError(f"ONNX graph '{onnx_path}' has outputs {', '.join(self.outputs)}, not those of "
+                             "this mergedna version's graphs: export it again (mergedna export-onnx)")
+        self.plan_path = Path(plan_graph) if plan_graph else plan_graph_path(onnx_path, self.part)
+        self._reference = ReferencePlans(lambda: OnnxBackend(self.plan_path, config, device, threads).session)
 
     def run(self, ids: np.ndarray, query: np.ndarray | None = None) -> BackendOutput:
         if self.max_rows and len(ids) > self.max_rows:
             rows = [slice(a, a + self.max_rows) for a in range(0, len(ids), self.max_rows)]
             return concat_outputs([self.run(ids[r], None if query is None else query[r]) for r in rows])
-        feed = {"ids": np.ascontiguousarray(ids, dtype=np.int64)}
+        if self.part == "plan":
+            return _output(self.outputs, self.session.run(None, {"ids": np.ascontiguousarray(ids, dtype=np.int64)}))
+        return certified_run(self._run, self._reference_plan, ids, query)
+
+    def _run(self, ids: np.ndarray, query: np.ndarray | None, plan: np.ndarray) -> BackendOutput:
+        feed = {"ids": np.ascontiguousarray(ids, dtype=np.int64), "plan": plan}
         if self.part == "masked":
             feed["query"] = np.ascontiguousarray(query, dtype=np.int64)
         return _output(self.outputs, self.session.run(None, feed))
+
+    def _reference_plan(self, ids: np.ndarray) -> np.ndarray:
+        if not self._reference.ready() and not self.plan_path.is_file():
+            raise ModelError(f"ONNX graph '{self.path}' needs its merge-plan graph '{self.plan_path}': "
+                             "export it again (mergedna export-onnx)")
+        return self._reference.graph().run(None, {"ids": np.ascontiguousarray(ids, dtype=np.int64)})[0]
 
 
 def concat_outputs(outs: list[BackendOutput]) -> BackendOutput:
@@ -162,6 +212,9 @@ def concat_outputs(outs: list[BackendOutput]) -> BackendOutput:
 
 
 def _output(names, arrays) -> BackendOutput:
-    values = dict(zip(names, arrays))
-    return BackendOutput(values.get("log_probs"), values.get("token_vectors"), values.get("token_sizes"),
-                         values.get("token_mask"), values.get("base2tok"))
+    return BackendOutput(**{field.name: None for field in dataclasses.fields(BackendOutput)} | dict(zip(names, arrays)))
+
+
+def _float64_copy(model):
+    import copy
+    return copy.deepcopy(model).double()

@@ -66,10 +66,12 @@ def rotary_tables(pos: torch.Tensor, head_dim: int, base: float) -> Rotary:
     """cos/sin tables (B, 1, T, E/2) for float positions pos (B, T); computed once per position
     tensor and shared by every block that attends over those positions.
 
-    Positions are floats because a merged token sits at the mean position of its bases.
+    Positions are floats because a merged token sits at the mean position of its bases. The
+    tables have pos's dtype when it is float64 (a float64 tokenizer), float32 otherwise.
     """
-    inv_freq = base ** (-torch.arange(0, head_dim, 2, device=pos.device, dtype=torch.float32) / head_dim)
-    angles = pos.float()[:, None, :, None] * inv_freq  # (B, 1, T, E/2)
+    dtype = torch.float64 if pos.dtype == torch.float64 else torch.float32
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, device=pos.device, dtype=dtype) / head_dim)
+    angles = pos.to(dtype)[:, None, :, None] * inv_freq  # (B, 1, T, E/2)
     return angles.cos(), angles.sin()
 
 

@@ -9,6 +9,7 @@ a batch keeps the same length while each row still meets its own exact budget.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -45,16 +46,33 @@ def unit_rows(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def _rank_desc(priority: torch.Tensor) -> torch.Tensor:
-    """Rank of each entry in its row, 0 = highest priority.
-
-    A tiny left-favouring tie-breaker (1e-6 per position, far below any meaningful score gap)
-    makes equal scores, as in homopolymers, rank identically in PyTorch and ONNX Runtime.
-    topk over the whole row is a full sort that exports to ONNX (argsort(stable=True) does not).
-    """
+def _tie_broken(priority: torch.Tensor) -> torch.Tensor:
+    """The ranking key: a tiny left-favouring tie-breaker (1e-6 per position, far below any
+    meaningful score gap) makes equal scores, as in homopolymers, rank identically in PyTorch and
+    ONNX Runtime. The models were trained with it: it is part of the tokenizer, not only a tie rule."""
     T = priority.shape[1]
-    key = priority - torch.arange(T, device=priority.device, dtype=priority.dtype) * 1e-6
-    return _ranks_of(key.topk(T, dim=1).indices)
+    return priority - torch.arange(T, device=priority.device, dtype=priority.dtype) * 1e-6
+
+
+def _rank_desc(priority: torch.Tensor) -> torch.Tensor:
+    """Rank of each entry in its row, 0 = highest priority (keys of `_tie_broken`).
+    topk over the whole row is a full sort that exports to ONNX (argsort(stable=True) does not)."""
+    key = _tie_broken(priority)
+    return _ranks_of(key.topk(key.shape[1], dim=1).indices)
+
+
+def _cut_gap(sorted_key: torch.Tensor, cut: torch.Tensor, has_cut: torch.Tensor) -> torch.Tensor:
+    """How far the last edge that merges ranks above the first that does not. sorted_key (B, E)
+    in ranking order; cut (B, C) the position of the first edge left unmerged; has_cut (B, C)
+    False where no comparison decides anything (no merge, or every edge merges). +inf there, and
+    where the first unmerged edge is illegal (-inf: it could never merge)."""
+    E = sorted_key.shape[1]
+    if E == 0:  # a one-token row has no edge
+        return torch.full(cut.shape, float("inf"), dtype=sorted_key.dtype, device=sorted_key.device)
+    last_in = sorted_key.gather(1, (cut - 1).clamp(0, E - 1))
+    first_out = sorted_key.gather(1, cut.clamp(0, E - 1))
+    decided = has_cut & (first_out > NEG_INF)
+    return torch.where(decided, last_in - first_out, torch.full_like(last_in, float("inf")))
 
 
 def _ranks_of(order: torch.Tensor) -> torch.Tensor:
@@ -67,12 +85,19 @@ def _rank_in_chunk(priority: torch.Tensor, edge_chunk: torch.Tensor, n_chunks: i
     """Rank of each edge among the edges of its chunk, 0 = highest priority, ties broken as in
     `_rank_desc`: chunk-major integer keys over the row ranks, then each chunk's first rank
     subtracted. Integer keys keep the order exact in PyTorch and ONNX alike."""
+    return _chunk_order(priority, edge_chunk, n_chunks)[0]
+
+
+def _chunk_order(priority: torch.Tensor, edge_chunk: torch.Tensor, n_chunks: int):
+    """(rank within chunk (B, E), chunk-major edge order (B, E), first rank (B, n_chunks),
+    edges per chunk (B, n_chunks))."""
     T = priority.shape[1]
     composite = (n_chunks - edge_chunk) * T - _rank_desc(priority)  # higher = earlier
     edges_per_chunk = torch.zeros(edge_chunk.shape[0], n_chunks, dtype=torch.long, device=priority.device
                                   ).scatter_add(1, edge_chunk, torch.ones_like(edge_chunk))
     first_rank = edges_per_chunk.cumsum(1) - edges_per_chunk
-    return _ranks_of(composite.topk(T, dim=1).indices) - first_rank.gather(1, edge_chunk)
+    order = composite.topk(T, dim=1).indices
+    return _ranks_of(order) - first_rank.gather(1, edge_chunk), order, first_rank, edges_per_chunk
 
 
 def chunk_of(pos: torch.Tensor, chunk: int, n_chunks: int) -> torch.Tensor:
@@ -139,16 +164,29 @@ def pool(state: TokenState, new_index: torch.Tensor, layout: int, merged: torch.
     return TokenState(x, size, pos, valid, masked)
 
 
+class MergeStep(NamedTuple):
+    state: TokenState        # the merged tokens
+    new_index: torch.Tensor  # (B, T) old token -> new slot
+    join: torch.Tensor       # (B, T-1) edge t joined tokens t and t+1
+    margin: torch.Tensor     # (B,) smallest gap at a budget cut (see merge_adjacent); +inf if none
+
+
 def merge_adjacent(state: TokenState, group: torch.Tensor, target: torch.Tensor, layout: int,
-                   window: int, window_offset: int, chunk: int = 0) -> tuple[TokenState, torch.Tensor]:
+                   window: int, window_offset: int, chunk: int = 0,
+                   forced: torch.Tensor | None = None) -> MergeStep:
     """One local merge step: join right-neighbour pairs until each row has `target` real tokens.
 
     group (B, T, G): grouping projections; the score of edge (t, t+1) is their cosine similarity.
     target (B,): real tokens each row keeps; or, with `chunk` > 0, (B, n_chunks): real tokens each
-    chunk of `chunk` bases keeps, and no merge crosses a chunk edge. Returns the new state and the
-    old -> new index.
+    chunk of `chunk` bases keeps, and no merge crosses a chunk edge.
     Rules: only adjacent tokens merge; never across PAD or a mask boundary; not across a window
     boundary (windows of `window` tokens starting at -window_offset).
+
+    The decision compares float scores, so it is only as exact as they are: `margin` is how far
+    the lowest-ranked edge that merges ranks above the highest-ranked one that does not (per row,
+    the smallest over its chunks). Two runtimes whose scores differ by less than margin / 2 make
+    the same joins. forced (B, T-1) int: 1 join, 0 keep, -1 decide here; joins decided elsewhere
+    (engine/merge_plan.py) for rows whose margin was too small to trust.
     """
     B, T, _ = state.x.shape
     g = unit_rows(group)
@@ -162,20 +200,29 @@ def merge_adjacent(state: TokenState, group: torch.Tensor, target: torch.Tensor,
     priority = torch.where(inside_window, score, score - WINDOW_PENALTY).masked_fill(~legal, NEG_INF)
     if chunk:
         edge_chunk = token_chunk[:, :-1]
-        rank = _rank_in_chunk(priority, edge_chunk, target.shape[1])
+        rank, order, first_rank, edges_per_chunk = _chunk_order(priority, edge_chunk, target.shape[1])
         tokens_per_chunk = torch.zeros_like(target).scatter_add(1, token_chunk, state.valid.long())
-        n_merge = (tokens_per_chunk - target).clamp(min=0).gather(1, edge_chunk)  # (B, T-1)
+        merges_per_chunk = (tokens_per_chunk - target).clamp(min=0)  # (B, n_chunks)
+        n_merge = merges_per_chunk.gather(1, edge_chunk)  # (B, T-1)
+        sorted_key = _tie_broken(priority).gather(1, order)
+        has_cut = (merges_per_chunk > 0) & (merges_per_chunk < edges_per_chunk)
+        margin = _cut_gap(sorted_key, first_rank + merges_per_chunk, has_cut).min(1).values
     else:
-        rank = _rank_desc(priority)
+        key = _tie_broken(priority)
+        sorted_key, order = key.topk(key.shape[1], dim=1)
+        rank = _ranks_of(order)
         n_merge = (state.valid.sum(1) - target).clamp(min=0)[:, None]  # (B, 1)
+        margin = _cut_gap(sorted_key, n_merge, (n_merge > 0) & (n_merge < key.shape[1]))[:, 0]
     join = (rank < n_merge) & legal  # (B, T-1)
+    if forced is not None:
+        join = ((forced == 1) | ((forced < 0) & join)) & legal  # logic ops: ONNX Runtime has no boolean Where
 
     starts_new = torch.cat((torch.ones_like(join[:, :1]), ~join), dim=1).long()  # (B, T)
     new_index = starts_new.cumsum(1) - 1
     merged = torch.cat((torch.zeros_like(join[:, :1]), join), dim=1)  # token t joined t-1
     edge_score = F.pad(score, (1, 0))
     layout = _layout(layout, new_index, state.valid)
-    return pool(state, new_index, layout, merged, edge_score), new_index
+    return MergeStep(pool(state, new_index, layout, merged, edge_score), new_index, join, margin)
 
 
 def merge_bipartite(state: TokenState, group: torch.Tensor, target: torch.Tensor,

@@ -41,14 +41,21 @@ def _layout_after(parts, step: int, steps: int):
 
 @dataclass
 class LocalTokens:
-    """Output of the learned tokenizer: token state (B, L, ...) and the base -> token map (B, N)."""
+    """Output of the learned tokenizer: token state (B, L, ...) and the base -> token map (B, N).
+
+    plan (B, N-1): merge step (0-based) that joined base i with base i+1, or the number of merge
+    steps where they stay in different tokens; given back to `tokenize`, it reproduces these
+    tokens exactly. margin (B,): the smallest score gap any of the row's merge decisions rested on
+    (merging.merge_adjacent)."""
 
     state: TokenState
     base2tok: torch.Tensor
     base_valid: torch.Tensor
+    plan: torch.Tensor
+    margin: torch.Tensor
 
     def detach(self) -> "LocalTokens":
-        return LocalTokens(self.state.detach(), self.base2tok, self.base_valid)
+        return LocalTokens(self.state.detach(), self.base2tok, self.base_valid, self.plan, self.margin)
 
     def spans(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """What inference reports about the tokens: sizes (B, L) int64 with 0 for PAD tokens,
@@ -64,6 +71,17 @@ class InferenceOutput(NamedTuple):
     token_sizes: torch.Tensor    # (B, L) bases per token, 0 for PAD tokens
     token_mask: torch.Tensor     # (B, L) True for real tokens
     base2tok: torch.Tensor       # (B, N) token index of every base, -1 for PAD bases
+    merge_margin: torch.Tensor   # (B,) LocalTokens.margin
+    merge_plan: torch.Tensor     # (B, N-1) LocalTokens.plan
+
+
+def _forced_joins(plan: torch.Tensor, size: torch.Tensor, step: int) -> torch.Tensor:
+    """merge_adjacent's `forced` (B, T-1) for merge step `step` of a plan (B, N-1): edge t of
+    the current tokens lies at the base boundary after token t's last base, cumsum(size)[t] - 1
+    (tokens are contiguous runs of bases in order). -1 where the plan's row is -1 (no plan)."""
+    last_base = size.cumsum(1)[:, :-1].round().long() - 1  # (B, T-1)
+    at_edge = plan.gather(1, last_base.clamp(0, plan.shape[1] - 1))
+    return (at_edge == step).long() - (at_edge < 0).long()
 
 
 def _blocks(cfg: MergeDNAConfig, n: int, local: bool) -> nn.ModuleList:
@@ -100,36 +118,46 @@ class MergeDNA(nn.Module):
 
     def rotary(self, pos: torch.Tensor) -> Rotary:
         """Rotary tables for token positions pos (B, T), shared by the blocks that attend over them."""
-        return rotary_tables(pos, self.config.d_model // self.config.n_heads, self.config.rope_base)
+        return rotary_tables(pos, self.config.d_model // self.config.n_heads, self.config.rope_base)  # pos's dtype
 
     # -- the learned tokenizer ---------------------------------------------------------------
-    def tokenize(self, ids: torch.Tensor, compression: float | None = None) -> LocalTokens:
+    def tokenize(self, ids: torch.Tensor, compression: float | None = None,
+                 plan: torch.Tensor | None = None) -> LocalTokens:
         """Local encoder: bases -> round(compression * n) tokens per row (n = its non-PAD bases).
 
-        Bases with the MASK id form mask regions that no merge crosses.
+        Bases with the MASK id form mask regions that no merge crosses. plan (B, N-1): a
+        LocalTokens.plan to follow instead of deciding the merges (rows of -1 decide as usual).
+        The token state is computed in the weights' dtype: a float64 copy of the model gives the
+        reference decisions of engine/merge_plan.py.
         """
         cfg = self.config
         c = _ratio(cfg.compression if compression is None else compression)
         B, N = ids.shape
         base_valid = ids != PAD
         positions = torch.arange(N, device=ids.device)
-        state = TokenState(x=self.embed(ids), size=torch.ones(B, N, device=ids.device),
-                           pos=positions.float().expand(B, N), valid=base_valid,
+        dtype = self.embed.weight.dtype
+        state = TokenState(x=self.embed(ids), size=torch.ones(B, N, device=ids.device, dtype=dtype),
+                           pos=positions.to(dtype).expand(B, N), valid=base_valid,
                            masked=ids == MASK)
         base2tok = positions.expand(B, N)
         start, final, layout_parts = self._merge_budget(base_valid, c)
         steps = len(self.local_encoder)
         chunk = cfg.merge_chunk if cfg.merge_budget == "chunk" else 0
+        apart = torch.zeros_like(ids[:, 1:])  # (B, N-1): steps after which i and i+1 are apart
+        margin = torch.full_like(ids[:, 0], float("inf"), dtype=dtype)
         for step, (block, group) in enumerate(zip(self.local_encoder, self.local_group)):
             state.x = block.attend(state.x, self.rotary(state.pos), state.valid)
             offset = (step % 2) * (cfg.window // 2)  # shift windows so no boundary is permanent
-            state, new_index = merge_adjacent(
+            forced = None if plan is None else _forced_joins(plan, state.size, step)
+            merge = merge_adjacent(
                 state, group(block.mlp_norm(state.x)), _schedule(start, final, step, steps),
-                _layout_after(layout_parts, step, steps), cfg.window, offset, chunk)
+                _layout_after(layout_parts, step, steps), cfg.window, offset, chunk, forced)
+            state, margin = merge.state, torch.minimum(margin, merge.margin)
             # compose maps: base -> old -> new token (clamp only moves PAD bases off the dummy slot)
-            base2tok = new_index.gather(1, base2tok).clamp(max=state.x.shape[1] - 1)
+            base2tok = merge.new_index.gather(1, base2tok).clamp(max=state.x.shape[1] - 1)
+            apart = apart + (base2tok[:, 1:] != base2tok[:, :-1]).long()
             state.x = block.feed_forward(state.x)
-        return LocalTokens(state, base2tok, base_valid)
+        return LocalTokens(state, base2tok, base_valid, apart, margin)
 
     def _merge_budget(self, base_valid: torch.Tensor, c: int):
         """The tokenizer's budget: (real tokens at the start, real tokens at the end, layout parts).
@@ -243,13 +271,14 @@ class MergeDNA(nn.Module):
         h, _ = self.encode_latent(tokens)
         return self.decode_at(h, tokens, query)
 
-    def forward(self, ids: torch.Tensor) -> InferenceOutput:
+    def forward(self, ids: torch.Tensor, plan: torch.Tensor | None = None) -> InferenceOutput:
         """Inference pass at the configured compression. ids (B, N) int64, PAD-padded on the right."""
-        return self.encode(ids, with_logits=True)
+        return self.encode(ids, with_logits=True, plan=plan)
 
-    def encode(self, ids: torch.Tensor, with_logits: bool = False) -> InferenceOutput:
+    def encode(self, ids: torch.Tensor, with_logits: bool = False,
+               plan: torch.Tensor | None = None) -> InferenceOutput:
         """Tokens and latent vectors; per-base logits (both decoders) only if asked."""
-        tokens = self.tokenize(ids)
+        tokens = self.tokenize(ids, plan=plan)
         h, _ = self.encode_latent(tokens)
         logits = self.decode(h, tokens) if with_logits else None
-        return InferenceOutput(logits, h, *tokens.spans())
+        return InferenceOutput(logits, h, *tokens.spans(), tokens.margin, tokens.plan)

@@ -1,0 +1,74 @@
+"""Merge decisions that do not depend on the runtime.
+
+The learned tokenizer merges the best-scoring neighbour pairs up to a budget: a discrete choice
+made by comparing float32 scores. Two runtimes (PyTorch and ONNX Runtime, CPU and CUDA, even one
+runtime at another batch size) compute those scores with different kernels, so where two
+candidate merges score within float32 rounding of each other they can choose differently, and
+the window's tokens, embeddings and scores with them. (On 1 Mb of BRCA1, both strands, about 1
+window in 700 tokenized differently between PyTorch and ONNX Runtime before this module.)
+
+Every graph therefore reports, per row, the smallest gap between a merge it made and one it did
+not (`merge_margin`, model/merging.py) and the merges themselves (`merge_plan`). A row whose gap is
+at least CERTAIN_MARGIN made the decisions exact arithmetic would make: float32 error in a score
+is far smaller (see CERTAIN_MARGIN). For the other rows a float64 copy of the tokenizer (the
+"plan" graph) decides, and any row whose float32 plan differs from the float64 one is run again
+following the float64 plan. Every runtime thus makes the float64 tokenizer's decisions, whose
+own rounding (~1e-16) matters only for gaps no real score pair has been seen to reach.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import numpy as np
+
+# A merge gap below which the float32 decision is checked against the float64 one. Measured on the
+# shipped mergedna-small, 782 BRCA1 windows x 2 strands, PyTorch float32 vs float64 on CPU: merge
+# scores differ by <= 3.4e-7 at the first merge step and the gaps by <= 3.6e-6 over all four;
+# ONNX Runtime and CUDA kernels round differently, hence a few times more. A gap is a difference
+# of two scores, so a decision is safe while the error of each stays below CERTAIN_MARGIN / 2.
+CERTAIN_MARGIN = 1e-5
+
+
+def no_plan(ids: np.ndarray) -> np.ndarray:
+    """A plan input that lets every row decide its own merges."""
+    return np.full((ids.shape[0], max(ids.shape[1] - 1, 0)), -1, dtype=np.int64)
+
+
+def certified_run(run: Callable, reference_plan: Callable[[np.ndarray], np.ndarray],
+                  ids: np.ndarray, query: np.ndarray | None = None):
+    """run(ids, query, plan) -> BackendOutput, with every row's merges equal to the float64 plan.
+
+    The float64 plan is computed only for rows whose merge margin is below CERTAIN_MARGIN; the
+    batch runs again, with the float64 plan on the rows where it differs, only if one does (the
+    same batch again: rows that decide for themselves decide as in the first run)."""
+    out = run(ids, query, no_plan(ids))
+    unsure = np.flatnonzero(out.merge_margin < CERTAIN_MARGIN)
+    if unsure.size == 0:
+        return out
+    reference = reference_plan(ids[unsure])
+    differs = (reference != out.merge_plan[unsure]).any(1)
+    if not differs.any():
+        return out
+    plan = no_plan(ids)
+    plan[unsure[differs]] = reference[differs]
+    return run(ids, query, plan)
+
+
+class ReferencePlans:
+    """The float64 tokenizer of a backend, built on first use (most batches never need it) and
+    once even when several threads run slices of a batch."""
+
+    def __init__(self, build: Callable):
+        self._build, self._graph, self._lock = build, None, threading.Lock()
+
+    def ready(self) -> bool:
+        return self._graph is not None
+
+    def graph(self):
+        if self._graph is None:
+            with self._lock:
+                if self._graph is None:
+                    self._graph = self._build()
+        return self._graph
