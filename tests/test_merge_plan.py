@@ -124,8 +124,8 @@ class _FakeBackend:
 
     def run(self, ids, query, plan):
         self.calls.append(plan.copy())
-        used = np.where(plan[:, :1] >= 0, plan, self.plans32)
-        return BackendOutput(None, None, None, None, used[:, :1] * 10, self.margins, used)
+        used = np.where(plan[:, :1] >= 0, plan, self.plans32[ids[:, 0]])
+        return BackendOutput(None, None, None, None, used[:, :1] * 10, self.margins[ids[:, 0]], used)
 
     def reference(self, ids):
         self.reference_rows.append(ids[:, 0].tolist())
@@ -141,9 +141,9 @@ def test_certified_run_consults_float64_only_below_the_margin_and_reruns_only_on
     out = merge_plan.certified_run(fake.run, fake.reference, ids)
     assert fake.reference_rows == [[1, 2]]  # only the rows below the margin
     assert len(fake.calls) == 2
-    rerun_plan = fake.calls[1]
-    assert (rerun_plan[[0, 2, 3]] == -1).all() and rerun_plan[1].tolist() == [0, 1]
+    assert fake.calls[1].tolist() == [[0, 1]]  # row 1 alone, following the float64 plan
     assert out.merge_plan.tolist() == plans64.tolist()
+    assert out.base2tok[:, 0].tolist() == [0, 0, 0, 10]
 
     agree = _FakeBackend([tau / 10] * 4, plans32, plans32)
     merge_plan.certified_run(agree.run, agree.reference, ids)

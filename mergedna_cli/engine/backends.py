@@ -182,24 +182,28 @@ class OnnxBackend:
         self._reference = ReferencePlans(lambda: OnnxBackend(self.plan_path, config, device, threads).session)
 
     def run(self, ids: np.ndarray, query: np.ndarray | None = None) -> BackendOutput:
-        if self.max_rows and len(ids) > self.max_rows:
-            rows = [slice(a, a + self.max_rows) for a in range(0, len(ids), self.max_rows)]
-            return concat_outputs([self.run(ids[r], None if query is None else query[r]) for r in rows])
         if self.part == "plan":
-            return _output(self.outputs, self.session.run(None, {"ids": np.ascontiguousarray(ids, dtype=np.int64)}))
+            return _output(self.outputs, [self._rows(self.session, {"ids": ids})[0]])
         return certified_run(self._run, self._reference_plan, ids, query)
 
     def _run(self, ids: np.ndarray, query: np.ndarray | None, plan: np.ndarray) -> BackendOutput:
-        feed = {"ids": np.ascontiguousarray(ids, dtype=np.int64), "plan": plan}
-        if self.part == "masked":
-            feed["query"] = np.ascontiguousarray(query, dtype=np.int64)
-        return _output(self.outputs, self.session.run(None, feed))
+        feed = {"ids": ids, "plan": plan} | ({"query": query} if self.part == "masked" else {})
+        return _output(self.outputs, self._rows(self.session, feed))
 
     def _reference_plan(self, ids: np.ndarray) -> np.ndarray:
         if not self._reference.ready() and not self.plan_path.is_file():
             raise ModelError(f"ONNX graph '{self.path}' needs its merge-plan graph '{self.plan_path}': "
                              "export it again (mergedna export-onnx)")
-        return self._reference.graph().run(None, {"ids": np.ascontiguousarray(ids, dtype=np.int64)})[0]
+        return self._rows(self._reference.graph(), {"ids": ids})[0]
+
+    def _rows(self, session, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """session's outputs for `feed`, run max_rows rows at a time."""
+        feed = {name: np.ascontiguousarray(value, dtype=np.int64) for name, value in feed.items()}
+        n = len(feed["ids"])
+        step = self.max_rows or max(n, 1)
+        parts = [session.run(None, {name: value[a:a + step] for name, value in feed.items()})
+                 for a in range(0, max(n, 1), step)]
+        return [np.concatenate(arrays) for arrays in zip(*parts)]
 
 
 def concat_outputs(outs: list[BackendOutput]) -> BackendOutput:

@@ -40,9 +40,8 @@ def certified_run(run: Callable, reference_plan: Callable[[np.ndarray], np.ndarr
                   ids: np.ndarray, query: np.ndarray | None = None):
     """run(ids, query, plan) -> BackendOutput, with every row's merges equal to the float64 plan.
 
-    The float64 plan is computed only for rows whose merge margin is below CERTAIN_MARGIN; the
-    batch runs again, with the float64 plan on the rows where it differs, only if one does (the
-    same batch again: rows that decide for themselves decide as in the first run)."""
+    The float64 plan is computed only for rows whose merge margin is below CERTAIN_MARGIN, and
+    only the rows whose float32 plan differs from it run again, following it."""
     out = run(ids, query, no_plan(ids))
     unsure = np.flatnonzero(out.merge_margin < CERTAIN_MARGIN)
     if unsure.size == 0:
@@ -51,9 +50,21 @@ def certified_run(run: Callable, reference_plan: Callable[[np.ndarray], np.ndarr
     differs = (reference != out.merge_plan[unsure]).any(1)
     if not differs.any():
         return out
-    plan = no_plan(ids)
-    plan[unsure[differs]] = reference[differs]
-    return run(ids, query, plan)
+    rows = unsure[differs]
+    again = run(ids[rows], None if query is None else query[rows], reference[differs])
+    return _with_rows(out, rows, again)
+
+
+def _with_rows(out, rows: np.ndarray, again):
+    """`out` with rows `rows` replaced by the rows of `again` (every array of a batch has the
+    same shape after its first axis: the token layout depends on the window length only)."""
+    fields = {}
+    for name, value in vars(out).items():
+        if value is not None:
+            value = value.copy()
+            value[rows] = getattr(again, name)
+        fields[name] = value
+    return type(out)(**fields)
 
 
 class ReferencePlans:
