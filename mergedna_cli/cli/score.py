@@ -12,8 +12,19 @@ import typer
 from ..errors import UsageError
 from ..pipelines.score import OutputType, RefMismatch, ScoreRequest, TableFormat, resolve_output  # noqa: F401
 from .app import app
-from .options import (AutoBatchSize, Backend, BackendChoice, Debug, Device, Fasta, Model, Quiet, Strand,
-                      StrandChoice, Threads)
+from .options import (
+    AutoBatchSize,
+    Backend,
+    BackendChoice,
+    Debug,
+    Device,
+    Fasta,
+    Model,
+    Quiet,
+    Strand,
+    StrandChoice,
+    Threads,
+)
 from .paths import check_not_input, check_output
 from .threads import limit_threads
 

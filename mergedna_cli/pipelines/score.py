@@ -30,6 +30,7 @@ import shlex
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -40,7 +41,7 @@ import numpy as np
 from .. import __version__
 from ..alphabet import encode, reverse_complement
 from ..atomic import atomic_write
-from ..engine.calibration import HALF, K, TABLE_FILE, CalibrationTable, context_index
+from ..engine.calibration import HALF, TABLE_FILE, CalibrationTable, K, context_index
 from ..engine.engine import per_base_vectors
 from ..engine.masked import masked_log_probs
 from ..engine.windows import default_flank
@@ -399,9 +400,9 @@ class Scorer:
         for key, job in alleles:
             rows = np.searchsorted(positions, job.positions)
             ref_bases, alt_bases = list(job.ref_bases), list(job.alt_bases)
-            scored[key] = dict(ref_logp=float(lp[rows, ref_bases].sum()),
-                               alt_logp=float(lp[rows, alt_bases].sum()),
-                               score=float((lp[rows, alt_bases] - lp[rows, ref_bases]).sum()))
+            scored[key] = {"ref_logp": float(lp[rows, ref_bases].sum()),
+                           "alt_logp": float(lp[rows, alt_bases].sum()),
+                           "score": float((lp[rows, alt_bases] - lp[rows, ref_bases]).sum())}
         calibrated = {}
         if self.options.calibration is not None:
             snvs = [(key, job) for key, job in alleles if job.method == "snv_llr"]
@@ -693,38 +694,36 @@ class Renderer:
 
 
 class ScoreOutput:
-    """The output (VCF or table), the --skipped list and the run summary, fed chunk by chunk in
-    input order: straight from the scorer, or from the chunks kept in OUT.partial/. As a context
-    manager: on an exception the files written so far are removed (nothing under a final name)."""
+    """The output (VCF or table), the --skipped list and the run summary, fed in input order:
+    straight from the scorer, or from the chunks kept in OUT.partial/. Use as a context manager:
+    leaving it normally closes the files (renamed into place, the output first) and writes the
+    --summary; an exception removes them (nothing under a final name)."""
 
     def __init__(self, spec: OutputSpec, options: ScoreOptions, header: str, log=lambda m: None,
                  resumed: int = 0):
-        self.spec, self.options = spec, options
+        self.spec, self.options, self.header, self.log = spec, options, header, log
         self.summary = ScoreSummary(resumed=resumed)
         self._last = (None, -1)
         self._sorted = True
-        if spec.table_format:
-            self.writer = ScoreTableWriter(spec.path, spec.table_format, compress=spec.compress,
-                                           logprobs=options.logprobs, calibrated=options.calibration is not None)
-        else:
-            self.writer = VcfWriter(spec.path, log, spec.output_type)
-        self.skipped = None
-        try:
-            if not spec.table_format:
-                self.writer.write(header)
-            self.skipped = SkippedWriter(spec.skipped) if spec.skipped else None
-        except BaseException:
-            self.writer.abort()
-            raise
 
     def __enter__(self) -> ScoreOutput:
+        spec, options = self.spec, self.options
+        with ExitStack() as files:  # on an exception here, the files opened so far are removed
+            self.skipped = files.enter_context(SkippedWriter(spec.skipped)) if spec.skipped else None
+            if spec.table_format:
+                self.writer = files.enter_context(ScoreTableWriter(
+                    spec.path, spec.table_format, compress=spec.compress, logprobs=options.logprobs,
+                    calibrated=options.calibration is not None))
+            else:
+                self.writer = files.enter_context(VcfWriter(spec.path, self.log, spec.output_type))
+                self.writer.write(self.header)
+            self._files = files.pop_all()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            self.writer.abort()
-            if self.skipped:
-                self.skipped.abort()
+        self._files.__exit__(exc_type, exc, tb)
+        if exc_type is None and self.spec.summary:
+            write_summary(self.spec.summary, self.summary, self.spec.summary_extra)
 
     def add(self, records: Iterable[RecordOutput]) -> None:
         for record in records:
@@ -748,8 +747,8 @@ class ScoreOutput:
             self.summary.written += 1
 
     def finish(self) -> ScoreSummary:
-        """The run summary's wrong-reference warnings stop the run under --strict (nothing is
-        written); otherwise the files are renamed into place and the summary written."""
+        """The run summary's wrong-reference warnings; under --strict they stop the run (the
+        summary is written, the outputs are not)."""
         summary, spec = self.summary, self.spec
         summary.warnings = summary.check(self.options.warn_fraction)
         if self.options.strict and summary.warnings:
@@ -757,14 +756,8 @@ class ScoreOutput:
                 write_summary(spec.summary, summary, spec.summary_extra)
             written = "; stdout holds the records written so far" if spec.path == "-" else "; no output written"
             raise InputError(f"--strict: {summary.warnings[0]}{written}")
-        if spec.table_format:
-            self.writer.close()
-        else:
-            self.writer.close(sorted_input=self._sorted)
-        if self.skipped:
-            self.skipped.close()
-        if spec.summary:
-            write_summary(spec.summary, summary, spec.summary_extra)
+        if not spec.table_format:
+            self.writer.sorted_input = self._sorted  # unsorted: written without an index
         return summary
 
 
@@ -873,7 +866,8 @@ def run_score(backend, reference: Reference, vcf: str, out: str | OutputSpec, op
             for chunk in scorer.chunks(records):
                 output.add(render(record) for record in chunk)
                 on_records(len(chunk))
-            return output.finish()
+            output.finish()
+        return output.summary
 
     manifest = {"vcf": file_identity(vcf), "fasta": file_identity(reference.path),
                 "model": model_name, "weights_sha256": sha256,
@@ -901,9 +895,9 @@ def run_score(backend, reference: Reference, vcf: str, out: str | OutputSpec, op
             on_records(len(chunk))
         with ScoreOutput(spec, options, header_text, log, resumed) as output:
             chunks.replay(output)
-            summary = output.finish()
+            output.finish()
         partial.remove()
-    return summary
+    return output.summary
 
 
 def _selected(reader: VcfReader, wanted: range | None) -> Iterator[Variant]:
