@@ -163,7 +163,8 @@ def invoke(monkeypatch, *args: str):
 
 def test_every_score_option_reaches_the_request(monkeypatch, tmp_path):
     from mergedna_cli.cli.options import BackendChoice, StrandChoice
-    from mergedna_cli.pipelines.score import OutputType, RefMismatch, ScoreRequest, TableFormat
+    from mergedna_cli.cli.score import OutputType, RefMismatch, TableFormat
+    from mergedna_cli.pipelines.score import ScoreRequest
 
     request = invoke(
         monkeypatch, "--fasta", REF, "--vcf", CLINVAR, "-o", tmp_path / "o.vcf.gz", "--format", "vcf",
@@ -191,7 +192,7 @@ def test_every_score_option_reaches_the_request(monkeypatch, tmp_path):
 
 def test_score_defaults_and_the_regions_file(monkeypatch, tmp_path):
     from mergedna_cli.cli.options import BackendChoice, StrandChoice
-    from mergedna_cli.pipelines.score import RefMismatch
+    from mergedna_cli.cli.score import RefMismatch
 
     bed = tmp_path / "r.bed"
     bed.write_text("chr17\t43044000\t43050000\n")
@@ -220,3 +221,15 @@ def test_contradicting_options_are_usage_errors_before_any_work(monkeypatch, arg
     monkeypatch.setattr(pipeline, "run", lambda request, **kw: pytest.fail("run() was reached"))
     result = CliRunner().invoke(app, ["score", "--fasta", str(REF), "--vcf", str(CLINVAR), *args])
     assert type(result.exception).__name__ == "UsageError" and message in str(result.exception)
+
+
+def test_the_command_line_loads_no_numpy_before_threads_are_set():
+    """--threads sizes the OpenMP/OpenBLAS pools through the environment, read when numpy or torch
+    loads: the CLI modules must not import them (pipelines/score.py does, so it is imported late)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, mergedna_cli.cli.app\n"
+            "print(sorted(m for m in ('numpy', 'torch', 'pyarrow', 'mergedna_cli.pipelines.score') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert run.stdout.strip() == "[]"

@@ -4,13 +4,13 @@ pipelines/score.py runs it."""
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ..errors import UsageError
-from ..pipelines.score import OutputType, RefMismatch, ScoreRequest, TableFormat, resolve_output  # noqa: F401
 from .app import app
 from .options import (
     AutoBatchSize,
@@ -27,6 +27,26 @@ from .options import (
 )
 from .paths import check_not_input, check_output
 from .threads import limit_threads
+
+
+class TableFormat(str, Enum):
+    vcf = "vcf"
+    tsv = "tsv"
+    parquet = "parquet"
+
+
+class OutputType(str, Enum):
+    v = "v"
+    z = "z"
+    b = "b"
+    u = "u"
+
+
+class RefMismatch(str, Enum):
+    flag = "flag"
+    skip = "skip"
+    error = "error"
+
 
 
 @app.command()
@@ -62,10 +82,10 @@ def score(
 ) -> None:
     """Score every ALT allele; every input record is written, in input order. A killed run resumes
     where it stopped when rerun with the same inputs (file in, file out)."""
-    limit_threads(threads)
+    limit_threads(threads)  # before numpy, torch or pyarrow load (pipelines import them)
     from ..pipelines import score as pipeline
 
-    request = ScoreRequest(
+    request = pipeline.ScoreRequest(
         fasta=fasta, vcf=vcf, out=out, format=format, output_type=output_type, regions=regions,
         regions_file=regions_file, mask_spacing=mask_spacing, ref_mismatch=ref_mismatch, logprobs=logprobs,
         calibrate=calibrate, calibration=calibration, skipped=skipped, summary=summary_file,

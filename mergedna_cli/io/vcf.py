@@ -432,12 +432,16 @@ class VcfReader:
 def count_indexed_records(path: str) -> int | None:
     """The number of records a VCF/BCF's tabix or CSI index records (read from the index, not
     the file), or None: no index, one older than the file, or one without the counts."""
-    index = next((Path(f"{path}{ext}") for ext in (".tbi", ".csi") if Path(f"{path}{ext}").is_file()), None)
-    if index is None or index.stat().st_mtime_ns < Path(path).stat().st_mtime_ns:
-        return None
     try:
-        return int(importlib.import_module("pysam.bcftools").index("--nrecords", path).strip())
-    except (pysam.SamtoolsError, OSError, ValueError):
+        index = next((Path(f"{path}{ext}") for ext in (".tbi", ".csi") if Path(f"{path}{ext}").is_file()), None)
+        if index is None or index.stat().st_mtime_ns < Path(path).stat().st_mtime_ns:
+            return None
+        quiet = pysam.set_verbosity(0)  # no htslib lines on stderr for an index it cannot use
+        try:
+            return int(importlib.import_module("pysam.bcftools").index("--nrecords", path).strip())
+        finally:
+            pysam.set_verbosity(quiet)
+    except (pysam.SamtoolsError, OSError, ValueError):  # the reader then counts, and reports what is wrong
         return None
 
 

@@ -32,7 +32,6 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import NamedTuple
 
@@ -70,35 +69,6 @@ WARN_FRACTION = 0.05  # above this fraction of REF mismatches (or N, or missing 
 
 
 # -- the request -----------------------------------------------------------------------------------
-class TableFormat(str, Enum):
-    vcf = "vcf"
-    tsv = "tsv"
-    parquet = "parquet"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class OutputType(str, Enum):
-    """-O as in bcftools: plain VCF, bgzip VCF, BCF, uncompressed BCF."""
-    v = "v"
-    z = "z"
-    b = "b"
-    u = "u"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class RefMismatch(str, Enum):
-    flag = "flag"
-    skip = "skip"
-    error = "error"
-
-    def __str__(self) -> str:
-        return self.value
-
-
 # extension -> (format, VCF output type or table compression)
 _EXTENSIONS = (
     (r"\.vcf\.b?gz$", "vcf", "z"), (r"\.vcf$", "vcf", "v"), (r"\.bcf$", "vcf", "b"),
@@ -145,19 +115,21 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 @dataclass(frozen=True)
 class ScoreRequest:
     """Everything `mergedna score` was asked, as typed values (cli/score.py fills it in). The
-    choices are str Enums: `backend` a BackendChoice, `strand` a StrandChoice (cli/options.py),
-    the others defined above; plain strings work as well. Constructing one checks the options
-    that contradict each other (usage errors), in the order the command line reports them."""
+    choices arrive as the command's str Enums (`format` TableFormat, `output_type` OutputType,
+    `ref_mismatch` RefMismatch in cli/score.py; `backend` BackendChoice, `strand` StrandChoice
+    in cli/options.py), which this layer reads as their plain values (the Enums live above it;
+    plain strings work as well). Constructing one checks the options that contradict each other
+    (usage errors), in the order the command line reports them."""
 
     fasta: Path
     vcf: str
     out: str
-    format: TableFormat | None = None
-    output_type: OutputType | None = None
+    format: str | None = None           # vcf | tsv | parquet; None: from the extension of `out`
+    output_type: str | None = None      # v | z | b | u (bcftools -O); None: from the extension
     regions: str | None = None          # -r: chr, chr:beg or chr:beg-end (1-based), comma-separated
     regions_file: Path | None = None    # -R
     mask_spacing: int = 0               # 0: one masked position per pass
-    ref_mismatch: RefMismatch = RefMismatch.flag
+    ref_mismatch: str = "flag"          # flag | skip | error
     logprobs: bool = False
     calibrate: bool = False
     calibration: Path | None = None     # a table in place of the model's (implies calibrate)
@@ -170,10 +142,10 @@ class ScoreRequest:
     restart: bool = False
     fai: Path | None = None
     model: str | None = None            # --model: a directory or a shipped model's name
-    backend: str = "auto"
+    backend: str = "auto"               # auto | torch | onnx
     device: str = "auto"
     batch_size: int | str = "auto"
-    strand: str = "both"
+    strand: str = "both"                # both | forward
     threads: int | None = None
     quiet: bool = False
     argv: tuple[str, ...] = ()          # the command line recorded in the VCF header
