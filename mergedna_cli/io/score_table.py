@@ -8,11 +8,10 @@ ref_logp, alt_logp with `--logprobs`."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from ..atomic import AtomicFile, AtomicTextFile
-from ..io.vcf import encode_text
+from ..io.vcf import StdoutHandle, encode_text
 
 LLR_METHODS = ("snv_llr", "mnv_llr_sum")
 PARQUET_ROW_GROUP = 65536  # rows buffered before they are written as one row group
@@ -61,16 +60,6 @@ class _TableRenderer:
                 rows.append(tuple(encode_text(v).decode("utf-8", "replace") if isinstance(v, str) else v
                                   for v in row))
         return "".join(text) if self.format == "tsv" else rows
-
-
-class _Stdout:
-    """stdout as an output handle: close() flushes it and leaves it open."""
-
-    def write(self, data: bytes) -> int:
-        return sys.stdout.buffer.write(data)
-
-    def close(self) -> None:
-        sys.stdout.buffer.flush()
 
 
 class _ParquetRows:
@@ -139,7 +128,7 @@ class ScoreTableWriter(AtomicFile):
 
     def _open(self, tmp: Path):
         if self.to_stdout:
-            return _Stdout()
+            return StdoutHandle()
         if self.format == "parquet":
             return _ParquetRows(tmp, self.columns)
         if self.compress:

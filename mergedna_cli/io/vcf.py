@@ -455,7 +455,7 @@ def _record_start(rec) -> int:
 OUTPUT_TYPES = {"v": "plain VCF", "z": "bgzip VCF", "b": "BCF", "u": "uncompressed BCF"}
 
 
-class _Stdout:
+class StdoutHandle:
     """stdout as an output handle: close() flushes it and leaves it open."""
 
     def write(self, data: bytes) -> int:
@@ -494,7 +494,7 @@ class VcfWriter(AtomicFile):
             self._text = Path(text)
             return open(self._text, "wb")
         if self.to_stdout:
-            return _Stdout()
+            return StdoutHandle()
         return pysam.BGZFile(str(tmp), "wb") if self.compressed else open(tmp, "wb")
 
     def write(self, text: str) -> None:
