@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-
 # The example data shipped in docs/example: GRCh38 chr17 at full length (real sequence around
 # BRCA1) and the 284 ClinVar SNVs, so these tests run from a plain clone.
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "example"
@@ -201,3 +200,153 @@ def test_empty_and_truncated_vcfs(model_dir, tmp_path):
         assert run.stderr.startswith("mergedna: error:") and message in run.stderr
         assert len(run.stderr.strip().splitlines()) == 1
         assert not out.exists() and not Path(f"{out}.partial").exists()
+
+
+# -- in-process: the run's composition, its chunks and shards ---------------------------------------
+def indel_vcf(path: Path) -> Path:
+    """Six records at six positions around BRCA1 exon 11: SNVs, an MNV, indels and a REF mismatch."""
+    import pysam
+
+    first = 43045705
+    with pysam.FastaFile(str(REF)) as fasta:
+        window = fasta.fetch("chr17", first - 1, first + 60).upper()
+
+    def base(pos: int, n: int = 1) -> str:
+        return window[pos - first:pos - first + n]
+
+    def other(b: str) -> str:
+        return "A" if b != "A" else "C"
+    p = [first + 7 * k for k in range(6)]
+    records = [(p[0], "s", base(p[0]), f"{other(base(p[0]))},G" if base(p[0]) != "G" else "A,T"),
+               (p[1], "m", base(p[1], 2), other(base(p[1])) + other(base(p[1] + 1))),
+               (p[2], "d", base(p[2], 2), base(p[2])), (p[3], "i", base(p[3]), base(p[3]) + "GGC"),
+               (p[4], "x", other(base(p[4])), "T"), (p[5], "d2", base(p[5], 3), base(p[5]))]
+    path.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n" + "".join(
+        f"chr17\t{pos}\t{name}\t{ref}\t{alt}\t.\t.\tDP=3\n" for pos, name, ref, alt in records))
+    return path
+
+
+def test_weights_load_once_with_indels_on_torch(model_dir, tmp_path, monkeypatch):
+    """SNVs (masked graph) and indels (embedding graph) run on one loaded PyTorch model, and the
+    weights are hashed once; the scores equal those of a separately loaded embedding backend."""
+    import mergedna_cli.model.files as files
+    import mergedna_cli.model.serialization as serialization
+    from mergedna_cli.engine.load import make_backend
+    from mergedna_cli.io.reference import Reference
+    from mergedna_cli.pipelines import score as pipeline
+
+    calls = {"load": 0, "sha": 0}
+    load, sha = serialization.load_model, files.weights_sha256
+
+    def counted(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+        return wrapper
+    monkeypatch.setattr(serialization, "load_model", counted("load", load))
+    monkeypatch.setattr(files, "weights_sha256", counted("sha", sha))
+    vcf = indel_vcf(tmp_path / "indels.vcf")
+    out = tmp_path / "shared.tsv"
+    request = pipeline.ScoreRequest(fasta=REF, vcf=str(vcf), out=str(out), model=str(model_dir), backend="torch",
+                                    device="cpu", threads=1, quiet=True, argv=("score",), logprobs=True)
+    summary = pipeline.run(request)
+    assert calls == {"load": 1, "sha": 1}
+    assert summary.alleles == {"ok": 6, "ref_mismatch": 1}
+
+    masked = make_backend(model_dir, "torch", "cpu", 1, part="masked")
+    separate = make_backend(model_dir, "torch", "cpu", 1, part="embedding")
+    assert calls["load"] == 3
+    alone = tmp_path / "separate.tsv"
+    pipeline.run_score(masked, Reference(REF), str(vcf), str(alone),
+                       pipeline.ScoreOptions(logprobs=True), model_dir.name, sha(model_dir), table_format="tsv",
+                       argv=[], embedding_backend=separate)
+    assert out.read_text() == alone.read_text()
+    assert sum(line.split("\t")[7] == "indel_embedding_cosine" for line in out.read_text().splitlines()) == 3
+
+
+def test_resumed_chunks_keep_their_text_and_debris_is_removed(model_dir, tmp_path, monkeypatch):
+    """The output of a run is the concatenation of its chunks' text: a rerun that finds every
+    chunk finished scores nothing (the model is never asked) and writes the same bytes; a chunk
+    cut short (no .jsonl) and one that does not follow on are removed and redone."""
+    from mergedna_cli.engine.load import make_backend
+    from mergedna_cli.io.reference import Reference
+    from mergedna_cli.pipelines import score as pipeline
+
+    vcf = indel_vcf(tmp_path / "indels.vcf")
+    backend = make_backend(model_dir, "torch", "cpu", 1, part="full")
+    options = pipeline.ScoreOptions(chunk_records=2)
+    whole = tmp_path / "whole.vcf"
+    pipeline.run_score(backend, Reference(REF), str(vcf), str(whole), options, "tiny", "0" * 64, argv=[],
+                       skipped=str(tmp_path / "whole.skipped"))
+    expected = whole.read_text()
+
+    class Refuses:  # a backend that must not be run
+        config = backend.config
+        name = "torch"
+
+        def run(self, *args):
+            raise AssertionError("a finished chunk was scored again")
+
+    out = tmp_path / "out.vcf"
+
+    def run(scoring_backend, **kw):
+        return pipeline.run_score(scoring_backend, Reference(REF), str(vcf), str(out), options, "tiny", "0" * 64,
+                                  argv=[], log=messages.append, **kw)
+
+    class Stop(Exception):
+        pass
+
+    messages: list[str] = []
+    seen = []
+
+    def stop_after_two(n):
+        seen.append(n)
+        if sum(seen) >= 4:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run(backend, on_records=stop_after_two)
+    partial = Path(f"{out}.partial")
+    names = sorted(p.name for p in partial.iterdir())
+    assert names == ["chunk-000000000000-000000000002.jsonl", "chunk-000000000000-000000000002.out",
+                     "chunk-000000000000-000000000002.skipped", "chunk-000000000002-000000000004.jsonl",
+                     "chunk-000000000002-000000000004.out", "chunk-000000000002-000000000004.skipped",
+                     "lock", "manifest.json"]
+    assert not out.exists()
+    (partial / "chunk-000000000002-000000000004.jsonl").unlink()  # killed before its .jsonl was written
+    (partial / "chunk-000000000005-000000000006.out").write_text("debris\n")
+    run(backend)
+    assert out.read_text() == expected and not partial.exists()
+    assert any(m.startswith("resuming: 2 records already scored") for m in messages)
+
+    # every chunk finished, the run stopped as the output was opened: a rerun scores nothing again
+    out.unlink()
+    opened = pipeline.ScoreOutput.__enter__
+
+    def fail(self):
+        raise Stop
+    monkeypatch.setattr(pipeline.ScoreOutput, "__enter__", fail)
+    with pytest.raises(Stop):
+        run(backend)
+    monkeypatch.setattr(pipeline.ScoreOutput, "__enter__", opened)
+    assert partial.is_dir() and not out.exists()
+    run(Refuses())
+    assert out.read_text() == expected and not partial.exists()
+
+
+def test_shards_count_from_the_index_and_the_last_takes_the_rest(tmp_path):
+    from mergedna_cli.io.vcf import count_indexed_records
+    from mergedna_cli.pipelines.score import count_records, shard_range
+
+    assert count_indexed_records(str(CLINVAR)) == 284 == count_records(str(CLINVAR))
+    plain = tmp_path / "plain.vcf"
+    plain.write_text(gzip.open(CLINVAR, "rt").read())
+    assert count_indexed_records(str(plain)) is None and count_records(str(plain)) == 284
+    stale = tmp_path / "stale.vcf.gz"
+    shutil.copy(CLINVAR, stale)
+    shutil.copy(f"{CLINVAR}.tbi", f"{stale}.tbi")
+    os.utime(f"{stale}.tbi", ns=(0, 0))  # an index older than its file is not trusted
+    assert count_indexed_records(str(stale)) is None and count_records(str(stale)) == 284
+    parts = [shard_range(284, (i, 3)) for i in (1, 2, 3)]
+    assert [(r.start, r.stop) for r in parts[:2]] == [(0, 94), (94, 189)]
+    assert parts[2].start == 189 and 10**9 in parts[2]  # a count that falls short loses no record

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pysam
 
-from ..atomic import publish, temp_path, with_filename
+from ..atomic import AtomicFile, publish, with_filename
 from ..errors import InputError
 
 ENCODING, ERRORS = "utf-8", "surrogateescape"  # bytes in, the same bytes out
@@ -429,6 +429,22 @@ class VcfReader:
             self._spool = None
 
 
+def count_indexed_records(path: str) -> int | None:
+    """The number of records a VCF/BCF's tabix or CSI index records (read from the index, not
+    the file), or None: no index, one older than the file, or one without the counts."""
+    try:
+        index = next((Path(f"{path}{ext}") for ext in (".tbi", ".csi") if Path(f"{path}{ext}").is_file()), None)
+        if index is None or index.stat().st_mtime_ns < Path(path).stat().st_mtime_ns:
+            return None
+        quiet = pysam.set_verbosity(0)  # no htslib lines on stderr for an index it cannot use
+        try:
+            return int(importlib.import_module("pysam.bcftools").index("--nrecords", path).strip())
+        finally:
+            pysam.set_verbosity(quiet)
+    except (pysam.SamtoolsError, OSError, ValueError):  # the reader then counts, and reports what is wrong
+        return None
+
+
 def _record_start(rec) -> int:
     if isinstance(rec, str):
         return int(rec.split("\t", 2)[1]) - 1
@@ -439,71 +455,83 @@ def _record_start(rec) -> int:
 OUTPUT_TYPES = {"v": "plain VCF", "z": "bgzip VCF", "b": "BCF", "u": "uncompressed BCF"}
 
 
-class VcfWriter:
+class StdoutHandle:
+    """stdout as an output handle: close() flushes it and leaves it open."""
+
+    def write(self, data: bytes) -> int:
+        return sys.stdout.buffer.write(data)
+
+    def close(self) -> None:
+        sys.stdout.buffer.flush()
+
+
+class VcfWriter(AtomicFile):
     """'-' (stdout) or a file, as plain VCF (`v`), bgzip VCF + tabix index (`z`), BCF + CSI index
     (`b`) or uncompressed BCF (`u`). Written under a temporary name and renamed on close, so a
-    killed run never leaves a complete-looking file; write errors name the output."""
+    killed run never leaves a complete-looking file; write errors name the output. As a context
+    manager it closes on success (indexed unless `sorted_input` was set False) and aborts on an
+    exception."""
 
     def __init__(self, path: str, log=lambda msg: None, output_type: str | None = None):
-        self.path, self.log = path, log
+        self.name, self.log = str(path), log
         if output_type is None:
-            output_type = "z" if path.endswith((".vcf.gz", ".vcf.bgz")) else \
-                "b" if path.endswith(".bcf") else "v"
+            output_type = "z" if self.name.endswith((".vcf.gz", ".vcf.bgz")) else \
+                "b" if self.name.endswith(".bcf") else "v"
         self.output_type = output_type
         self.compressed = output_type == "z"
         self.bcf = output_type in "bu"
-        self.tmp = None if path == "-" else temp_path(Path(path))
-        if self.bcf or (path == "-" and self.compressed):
+        self.to_stdout = self.name == "-"
+        self.sorted_input = True  # records sorted by position: the file can be indexed
+        self._text: Path | None = None
+        super().__init__(path)
+
+    def _open(self, tmp: Path):
+        if self.bcf or (self.to_stdout and self.compressed):
             # BCF is made from the finished text by htslib; stdout gets the finished file
             fd, text = tempfile.mkstemp(prefix=".mergedna-", suffix=".vcf",
-                                        dir=None if path == "-" else str(Path(path).resolve().parent))
+                                        dir=None if self.to_stdout else str(self.path.resolve().parent))
             os.close(fd)
             self._text = Path(text)
-            self._out = open(self._text, "wb")
-        elif path == "-":
-            self._text = None
-            self._out = sys.stdout.buffer
-        else:
-            self._text = None
-            self._out = pysam.BGZFile(str(self.tmp), "wb") if self.compressed else open(self.tmp, "wb")
+            return open(self._text, "wb")
+        if self.to_stdout:
+            return StdoutHandle()
+        return pysam.BGZFile(str(tmp), "wb") if self.compressed else open(tmp, "wb")
 
     def write(self, text: str) -> None:
-        try:
-            self._out.write(encode_text(text))
-        except OSError as exc:
-            raise with_filename(exc, self.path) from None
+        self._out.write(encode_text(text))
 
-    def close(self, sorted_input: bool = True) -> None:
+    def close(self, sorted_input: bool | None = None) -> None:
+        if sorted_input is not None:
+            self.sorted_input = sorted_input
         try:
-            self._close(sorted_input)
+            self._close()
         except OSError as exc:
             self.abort()
-            raise with_filename(exc, self.path) from None
+            raise with_filename(exc, self.name) from None
 
-    def _close(self, sorted_input: bool) -> None:
-        if self.path == "-" and self._text is None:
-            self._out.flush()
+    def _close(self) -> None:
+        self._out.close()  # stdout: flushed, left open
+        if self.to_stdout and self._text is None:
             return
-        self._out.close()
         if self._text is not None:
             target = self.tmp
-            if self.path == "-":
+            if self.to_stdout:
                 fd, name = tempfile.mkstemp(prefix=".mergedna-", suffix=".out")
                 os.close(fd)
                 target = Path(name)
             try:
                 self._convert(target)
-                if self.path == "-":
+                if self.to_stdout:
                     with open(target, "rb") as handle:
                         shutil.copyfileobj(handle, sys.stdout.buffer, 1 << 20)
                     sys.stdout.buffer.flush()
                     return
             finally:
                 self._text.unlink(missing_ok=True)
-                if self.path == "-":
+                if self.to_stdout:
                     target.unlink(missing_ok=True)
         if self.compressed or self.output_type == "b":
-            self._index(sorted_input)
+            self._index(self.sorted_input)
         publish(self.tmp, self.path)
 
     def _convert(self, target: Path) -> None:
@@ -515,7 +543,7 @@ class VcfWriter:
                 for record in text:
                     out.write(record)
         except ValueError as exc:
-            raise InputError(f"cannot write {OUTPUT_TYPES[self.output_type]} '{self.path}': {exc}") from None
+            raise InputError(f"cannot write {OUTPUT_TYPES[self.output_type]} '{self.name}': {exc}") from None
         finally:
             pysam.set_verbosity(quiet)
 
@@ -523,7 +551,7 @@ class VcfWriter:
         """Index the temporary file and move the index into place first: the final name never
         holds the new file without its index."""
         suffix = ".csi" if self.bcf else ".tbi"
-        index, built = Path(f"{self.path}{suffix}"), None
+        index, built = Path(f"{self.name}{suffix}"), None
         if sorted_input:
             try:
                 if self.bcf:
@@ -537,15 +565,15 @@ class VcfWriter:
             os.replace(f"{built}{suffix}", index)
         else:
             index.unlink(missing_ok=True)
-            self.log(f"input is not sorted by position: {self.path} is written but not indexed")
+            self.log(f"input is not sorted by position: {self.name} is written but not indexed")
 
     def abort(self) -> None:
         try:
-            if self._out is not sys.stdout.buffer:
+            if not (self.to_stdout and self._text is None):  # what went to stdout stays there
                 self._out.close()
         except OSError:
             pass
         finally:
-            for leftover in (self.tmp, self._text):
+            for leftover in (None if self.to_stdout else self.tmp, self._text):
                 if leftover is not None:
                     Path(leftover).unlink(missing_ok=True)
