@@ -13,8 +13,17 @@ from typer.testing import CliRunner
 from mergedna_cli.cli.app import app
 from mergedna_cli.cli.options import DebugFlag
 from mergedna_cli.cli.threads import _POOL_VARIABLES
-from mergedna_cli.pipelines.choices import (Balance, BackendChoice, CompileScope, GraphPart, Precision, Preset,
-                                            Sampler, StrandChoice, Task)
+from mergedna_cli.pipelines.choices import (
+    BackendChoice,
+    Balance,
+    CompileScope,
+    GraphPart,
+    Precision,
+    Preset,
+    Sampler,
+    StrandChoice,
+    Task,
+)
 
 runner = CliRunner()
 
@@ -46,7 +55,7 @@ def invoke(monkeypatch, module: str, args: list[str], result=None):
 
 
 def logger_of(call):
-    request, args, kwargs = call
+    _, args, kwargs = call
     return args[0] if args else kwargs["log"]
 
 

@@ -10,6 +10,7 @@ within one part are not checked here. Nothing is imported: the test reads the so
 from __future__ import annotations
 
 import ast
+import itertools
 from pathlib import Path
 
 import pytest
@@ -118,7 +119,7 @@ def test_no_import_cycle_between_parts():
     done: set[str] = set()
     found = any(visit(part, [], done) for part in sorted(graph))
     assert not found, "import cycle: " + " -> ".join(cycle) + "\n" + "\n".join(
-        where for a, b in zip(cycle, cycle[1:]) for where in edges[(a, b)])
+        where for a, b in itertools.pairwise(cycle) for where in edges[(a, b)])
 
 
 @pytest.mark.parametrize("source, expected", [
