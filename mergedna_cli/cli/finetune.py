@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from ..pipelines.choices import Balance, Task
 from .app import app
+from .options import Device, Model, Quiet, Threads
 from .threads import limit_threads
-from .options import Debug, Device, Model, Quiet, Threads
-
-
-class Task(str, Enum):
-    classification = "classification"
-    regression = "regression"
-
-
-class Balance(str, Enum):
-    weights = "weights"
-    sampling = "sampling"
-    none = "none"
 
 
 class _EpochBar:
@@ -74,7 +63,6 @@ def finetune(
     device: Device = "auto",
     threads: Threads = None,
     quiet: Quiet = False,
-    debug: Debug = False,
 ) -> None:
     """Fine-tune a pretrained MergeDNA on labelled sequences; the best validation epoch is kept."""
     limit_threads(threads)
@@ -82,16 +70,15 @@ def finetune(
     from ..pipelines.finetune import FinetuneRequest, run
     from ..pipelines.progress import Logger
 
-    task, balance = Task(task).value, Balance(balance).value
     log = Logger(quiet)
     settings = FinetuneSettings(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                 warmup=warmup, patience=patience, freeze_encoder=freeze_encoder,
-                                balance=balance, seed=seed, rc_augment=rc_augment)
+                                balance=Balance(balance).value, seed=seed, rc_augment=rc_augment)
     summary = run(FinetuneRequest(
-        train=str(train), val=str(val), out_dir=str(out), settings=settings, base_model=model, task=task,
+        train=str(train), val=str(val), out=str(out), settings=settings, model=model, task=task,
         fasta=str(fasta) if fasta else None, sequence_column=sequence_column, label_column=label_column,
         hidden=hidden, dropout=dropout, device=device, threads=threads), log=log.info, on_step=_EpochBar(quiet),
-        warn=lambda message: print(f"mergedna: warning: {message}", file=sys.stderr))
+        warn=log.warning)
     best = summary["best"]
     shown = ", ".join(f"{k[4:]} {v:.4f}" for k, v in best.items()
                       if k.startswith("val_") and isinstance(v, float))

@@ -1,27 +1,36 @@
 """Option aliases shared by several commands."""
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional, Union
 
 import typer
 
+from ..pipelines.choices import BackendChoice, StrandChoice  # (the commands import them from here)
+
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or log output, errors only.")]
-Debug = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+
+
+class DebugFlag:
+    """--debug, wherever it was given: before the command (`mergedna --debug score ...`, the root
+    option) or after it (`mergedna score ... --debug`, added to every command by cli/app.py).
+    Both spellings set this one flag; cli/app.main reads it when a command fails."""
+
+    on = False
+
+    @classmethod
+    def record(cls, value: bool) -> bool:
+        if value:
+            cls.on = True
+        return value
+
+
+DEBUG_HELP = "Show the full traceback on errors."
+# is_eager: recorded before the other options are checked, so a bad value of a later option is
+# reported with its traceback too
+Debug = Annotated[bool, typer.Option("--debug", callback=DebugFlag.record, is_eager=True, help=DEBUG_HELP)]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 Threads = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads (default: all).")]
 Model = Annotated[Optional[str], typer.Option("--model", help="Model directory (default: the shipped model).")]
-
-
-class BackendChoice(str, Enum):
-    """--backend: a str subclass, so `backend == "torch"` and f-strings read the plain name."""
-
-    auto = "auto"
-    torch = "torch"
-    onnx = "onnx"
-
-    def __str__(self) -> str:  # Python >= 3.12 formats mixed-in enums with str(), not the value
-        return self.value
 
 
 Backend = Annotated[BackendChoice, typer.Option(
@@ -51,16 +60,6 @@ def parse_batch_size(value: Union[str, int]) -> Union[str, int]:
 AutoBatchSize = Annotated[str, typer.Option(
     "--batch-size", parser=parse_batch_size, metavar="N|auto",
     help="Windows per batch; auto: 32 on CPU, up to 1024 on CUDA as free GPU memory allows.")]
-
-
-class StrandChoice(str, Enum):
-    """--strand of score, embed and tracks, listed as choices in --help."""
-
-    both = "both"
-    forward = "forward"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 Strand = Annotated[StrandChoice, typer.Option(

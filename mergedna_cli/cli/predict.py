@@ -8,9 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from .app import app
+from .options import Backend, BackendChoice, BatchSize, Device, Quiet, Threads
 from .threads import limit_threads
-from .options import Backend, BackendChoice, BatchSize, Debug, Device, Quiet, Threads
-from .paths import check_not_input, check_output
 
 
 @app.command()
@@ -26,20 +25,12 @@ def predict(
     batch_size: BatchSize = 64,
     threads: Threads = None,
     quiet: Quiet = False,
-    debug: Debug = False,
 ) -> None:
     """Class probabilities (or the regression value) for every input sequence."""
     limit_threads(threads)
-    from ..finetune.predictor import Predictor
-    from ..pipelines.predict import read_input, run_predict
+    from ..pipelines.predict import PredictRequest, run
     from ..pipelines.progress import Logger
 
-    check_output(out)
-    check_not_input(out, input, "--input")
-    log = Logger(quiet)
-    predictor = Predictor(model, backend, device, threads, log=log.info)
-    data = read_input(str(input), predictor, str(fasta) if fasta else None, need_labels=False,
-                      sequence_column=sequence_column, label_column=label_column)
-    with log.counter("sequences") as tick:
-        n = run_predict(predictor, data, out, batch_size, on_batch=tick)
-    log.info(f"wrote {n:,} predictions to {out}")
+    run(PredictRequest(model=str(model), input=str(input), out=out, fasta=str(fasta) if fasta else None,
+                       sequence_column=sequence_column, label_column=label_column, backend=backend,
+                       device=device, batch_size=batch_size, threads=threads), Logger(quiet))

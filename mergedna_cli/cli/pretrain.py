@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ..errors import UsageError
+from ..pipelines.choices import CompileScope, Precision, Preset, Sampler
 from .app import app
-from .options import Debug, Device, Quiet, Threads
+from .options import Device, Quiet, Threads
 
 
 @app.command()
 def pretrain(
     fasta: Annotated[list[Path], typer.Option("--fasta", help="Training FASTA (plain, gzip or bgzip); repeat for more.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Model directory to write (weights, checkpoints, metrics).")],
-    preset: Annotated[Optional[str], typer.Option(help="Model size: tiny, small (default), base, large or paper. With --resume the checkpoint's model is used; a different one is an error.")] = None,
+    preset: Annotated[Optional[Preset], typer.Option(help="Model size: tiny, small (default), base, large or paper. With --resume the checkpoint's model is used; a different one is an error.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="Model config JSON (overrides --preset).")] = None,
     context: Annotated[Optional[int], typer.Option(min=64, help="Window length in bases (default: the preset's).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per step (per process).")] = 16,
@@ -37,82 +36,31 @@ def pretrain(
     exclude: Annotated[Optional[list[Path]], typer.Option(help="BED of regions never trained on; repeatable.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in -o.")] = False,
     init_from: Annotated[Optional[Path], typer.Option(help="Start from this model directory's weights and config (a new optimizer and schedule; e.g. continued pre-training on a GPU).")] = None,
-    precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
+    precision: Annotated[Precision, typer.Option(help="auto, fp32 or bf16.")] = Precision.auto,
     repeat_weight: Annotated[float, typer.Option(min=0.0, help="Loss weight of lower-case (soft-masked repeat) bases in all three losses; 1 = no down-weighting (GPN uses 0.1).")] = 1.0,
     compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the training step (default: on for CUDA, off on CPU).")] = None,
-    compile_scope: Annotated[str, typer.Option(help="With --compile: step (the whole three-pass step, one graph per compression) or blocks (each transformer block; faster to compile).")] = "step",
-    sampler: Annotated[str, typer.Option(help="Where windows are drawn: auto (device on CUDA), host or device.")] = "auto",
+    compile_scope: Annotated[CompileScope, typer.Option(help="With --compile: step (the whole three-pass step, one graph per compression) or blocks (each transformer block; faster to compile).")] = CompileScope.step,
+    sampler: Annotated[Sampler, typer.Option(help="Where windows are drawn: auto (device on CUDA), host or device.")] = Sampler.auto,
     time_budget: Annotated[float, typer.Option(min=0.0, help="Wall seconds for the training steps: the step time measured during warm-up sets --steps so the cosine schedule completes (0: off).")] = 0.0,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Where the encoded corpus is cached (default: OUT/corpus_cache).")] = None,
     device: Device = "auto",
     threads: Threads = None,
     quiet: Quiet = False,
-    debug: Debug = False,
 ) -> None:
     """Pre-train MergeDNA (MTR + latent MTR + AMTM). Runs under `torchrun` for several processes."""
-    import torch
-
-    from ..model import MergeDNAConfig
     from ..pipelines.pretrain import PretrainRequest, run
     from ..training.loop import PretrainSettings
 
-    if init_from is not None and (resume or config is not None):
-        raise UsageError("--init-from takes the model's own config and starts a new run: "
-                         "it cannot be combined with --resume or --config")
-    if val_fasta and val_bed:
-        raise UsageError("give either --val-fasta or --val-bed, not both")
-    if precision not in ("auto", "fp32", "bf16"):
-        raise UsageError(f"--precision must be auto, fp32 or bf16, got '{precision}'")
-    if sampler not in ("auto", "host", "device"):
-        raise UsageError(f"--sampler must be auto, host or device, got '{sampler}'")
-    if compile_scope not in ("step", "blocks"):
-        raise UsageError(f"--compile-scope must be step or blocks, got '{compile_scope}'")
-    if threads:
-        torch.set_num_threads(threads)
-    if init_from is not None:
-        from ..model.files import load_config
-        cfg = load_config(init_from)
-    elif config is not None:
-        try:
-            cfg = MergeDNAConfig.from_dict(json.loads(config.read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UsageError(f"cannot read --config '{config}': {exc}") from None
-    else:
-        cfg = MergeDNAConfig.preset(preset or "small")
-    if context:
-        cfg.context = context
-    if resume and (preset is not None or config is not None or context):
-        _check_resumed_model(out, cfg, preset, config, context)
     settings = PretrainSettings(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup,
                                 min_lr_ratio=min_lr_ratio, weight_decay=weight_decay, seed=seed,
                                 val_every=val_every, checkpoint_every=checkpoint_every, log_every=log_every,
-                                precision=precision, repeat_weight=repeat_weight, compile=compile,
-                                compile_scope=compile_scope, sampler=sampler, time_budget=time_budget)
+                                precision=Precision(precision).value, repeat_weight=repeat_weight,
+                                compile=compile, compile_scope=CompileScope(compile_scope).value,
+                                sampler=Sampler(sampler).value, time_budget=time_budget)
     run(PretrainRequest(
-        fasta=[str(p) for p in fasta], out_dir=str(out), config=cfg, settings=settings,
-        weights=weight or [], val_fasta=str(val_fasta) if val_fasta else None,
-        val_bed=str(val_bed) if val_bed else None, val_windows=val_windows,
-        exclude_bed=[str(p) for p in exclude or []], resume=resume,
-        init_from=str(init_from) if init_from else None, cache_dir=str(cache_dir) if cache_dir else None, device=device, quiet=quiet))
-
-
-def _check_resumed_model(out: Path, cfg, preset, config, context) -> None:
-    """--resume continues the checkpoint's model: a --preset/--config/--context that asks for
-    another one is an error, not silently ignored."""
-    from ..model.files import load_config
-    from ..training.checkpoint import latest_checkpoint
-
-    root = out / "checkpoints"
-    existing = latest_checkpoint(root) if root.is_dir() else None
-    if existing is None:
-        return  # the pipeline reports the missing checkpoint
-    stored = load_config(existing)
-    if stored.to_dict() == cfg.to_dict():
-        return
-    asked = " ".join(part for part in (f"--preset {preset}" if preset else "",
-                                      f"--config {config}" if config else "",
-                                      f"--context {context}" if context else "") if part)
-    differs = sorted(k for k, v in cfg.to_dict().items() if stored.to_dict().get(k) != v)
-    raise UsageError(f"--resume continues the model in {existing} (preset '{stored.name}', context "
-                     f"{stored.context}); {asked} asks for another ({', '.join(differs)} differ): "
-                     "drop it, or start a new run in another -o")
+        fasta=tuple(str(p) for p in fasta), out=str(out), settings=settings, preset=preset,
+        config=str(config) if config is not None else None, context=context, weights=tuple(weight or ()),
+        val_fasta=str(val_fasta) if val_fasta else None, val_bed=str(val_bed) if val_bed else None,
+        val_windows=val_windows, exclude_bed=tuple(str(p) for p in exclude or ()), resume=resume,
+        init_from=str(init_from) if init_from else None, cache_dir=str(cache_dir) if cache_dir else None,
+        device=device, threads=threads, quiet=quiet))

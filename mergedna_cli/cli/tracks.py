@@ -7,11 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import UsageError
 from .app import app
-from .threads import limit_threads
-from .options import (AutoBatchSize, Backend, BackendChoice, Debug, Device, Fasta, Model, Quiet, RegionsBed,
+from .options import (AutoBatchSize, Backend, BackendChoice, Device, Fasta, Model, Quiet, RegionsBed,
                       RegionStrings, Strand, StrandChoice, Threads)
+from .threads import limit_threads
 
 
 @app.command()
@@ -38,73 +37,20 @@ def tracks(
     strand: Strand = StrandChoice.both,
     threads: Threads = None,
     quiet: Quiet = False,
-    debug: Debug = False,
 ) -> None:
     """Learned token spans (BED9) and bigWigs of token starts and token length; --signals adds
     masked-base entropy and LLR. A killed run resumes where it stopped when rerun with the same
     inputs."""
     limit_threads(threads)
-    from ..io.reference import Reference
-    from ..io.regions import parse_region, read_bed
-    from ..model.files import weights_sha256
-    from ..model_dirs import resolve_model_dir
-    from ..engine.load import make_backend, resolve_batch_size
     from ..pipelines.progress import Logger
-    from ..pipelines.resume import file_identity
-    from ..pipelines.tracks import TracksOptions, check_prefix, genome_regions, run_tracks, sorted_merged
+    from ..pipelines.tracks import TracksRequest, run
 
-    if sum([regions is not None, bool(region), genome]) != 1:
-        raise UsageError("give exactly one of --regions BED, --region, or --genome")
-    if compression is not None and not 0.05 <= compression <= 1.0:
-        raise UsageError(f"--compression must be in [0.05, 1], got {compression}")
-    if compression is not None and backend == "onnx":
-        raise UsageError("--compression needs --backend torch: the ONNX graphs are exported at the model's compression")
-    check_prefix(out)
-    if hub:
-        from ..io.track_hub import check_hub_options
-        check_hub_options(hub_email, hub_genome)
-    log = Logger(quiet)
-    reference = Reference(fasta)
-    model_dir = resolve_model_dir(model)
-    # boundaries need only the tokenizer; --signals adds the scoring graph's masked passes
-    # --compression changes the PyTorch tokenizer only: --backend auto then means torch
-    require = "torch" if compression is not None else None
-    tokens_backend = make_backend(str(model_dir), backend, device, threads, log=log.info, part="tokens",
-                                  require=require)
-    signals_backend = (make_backend(str(model_dir), backend, device, threads, log=log.info, part="masked",
-                                    require=require) if signals else None)
-    batch_size = resolve_batch_size(batch_size, tokens_backend, signals_backend, log=log.info)
-    log.info(f"running {tokens_backend.name} on {tokens_backend.device}, {batch_size} windows per batch")
-    for engine_backend in (tokens_backend, signals_backend):
-        if compression is not None and engine_backend is not None:
-            engine_backend.config.compression = compression
-    contigs = [reference.require(c) for c in contig] if contig else None
-    if genome:
-        spans = genome_regions(reference, contigs=contigs)
-        inputs = {"genome": True}
-    else:
-        items = read_bed(str(regions)) if regions else (parse_region(r, reference) for r in region)
-        spans = [s for s in sorted_merged(items, reference) if contigs is None or s[0] in contigs]
-        inputs = {"bed": file_identity(regions)} if regions else {"region": list(region)}
-    inputs["contigs"] = contigs
-    options = TracksOptions(batch_size=batch_size, signals=signals, mask_spacing=mask_spacing,
-                            strand=StrandChoice(strand).value, track_line=track_line, chunk_bases=chunk_bases)
-    with log.counter("windows") as tick:
-        meta = run_tracks(tokens_backend, reference, spans, out, options, model_dir.name,
-                          weights_sha256(model_dir), log=log.info, on_window=tick, inputs=inputs,
-                          restart=restart, signals_backend=signals_backend)
-    for user, ref in reference.renames.items():
-        log.info(f"contig '{user}' matched to reference contig '{ref}'")
-    log.info(f"wrote {out}.tokens.bed and bigWigs: {meta['tokens']:,} tokens over {meta['bases']:,} "
-             f"bases (mean length {meta['mean_token_length']:.2f})")
-    if hub:
-        from ..io.track_hub import write_hub
-        chrom_sizes = [(c, reference.lengths[c]) for c in reference.contigs]
-        made_with = f"{meta['tool']}, backend {meta['backend']} on {meta['device']}" + (
-            f" (signals: {meta['signals_backend']} on {meta['signals_device']})" if "signals_backend" in meta else "")
-        path = write_hub(hub, out, chrom_sizes, model_dir.name, signals, hub_email, hub_genome, log=log.info,
-                         made_with=made_with)
-        log.info(f"wrote {path}")
+    run(TracksRequest(
+        fasta=str(fasta), out=out, regions=str(regions) if regions is not None else None,
+        region=tuple(region or ()), genome=genome, contig=tuple(contig or ()), signals=signals,
+        mask_spacing=mask_spacing, compression=compression, track_line=track_line, chunk_bases=chunk_bases,
+        restart=restart, hub=hub, hub_genome=hub_genome, hub_email=hub_email, model=model, backend=backend,
+        device=device, batch_size=batch_size, strand=strand, threads=threads), Logger(quiet))
 
 
 @app.command("merge-tracks")
@@ -113,19 +59,10 @@ def merge_tracks(
     fasta: Fasta,
     out: Annotated[str, typer.Option("-o", "--out", help="Output prefix of the merged tracks.")],
     quiet: Quiet = False,
-    debug: Debug = False,
 ) -> None:
     """Merge `tracks` outputs made per contig (or per part) into one BED9, one bigWig per signal
     and one JSON: the gather step of a pipeline (workflows/, docs/pipelines.md)."""
-    from ..io.reference import Reference
-    from ..pipelines.merge_tracks import merge_tracks as run_merge
+    from ..pipelines.merge_tracks import MergeTracksRequest, run
     from ..pipelines.progress import Logger
-    from ..pipelines.tracks import check_prefix
 
-    check_prefix(out)
-    if out in parts:
-        raise UsageError(f"-o {out} is one of the parts; choose another prefix")
-    log = Logger(quiet)
-    meta = run_merge(Reference(fasta), parts, out, log=log.info)
-    log.info(f"wrote {out}.tokens.bed and bigWigs: {meta['tokens']:,} tokens over {meta['bases']:,} bases "
-              f"from {len(parts)} parts")
+    run(MergeTracksRequest(parts=tuple(parts), fasta=str(fasta), out=out), Logger(quiet))

@@ -1,8 +1,11 @@
-"""The inference engine: regions -> windows -> batches -> backend -> per-region numpy results.
+"""Windows of regions through a backend, in batches, results back in input order.
 
-One engine serves every inference command. It batches windows across regions, optionally
-averages the forward and reverse-complement strands, and streams results back in input order,
-so memory does not grow with the number of regions.
+`run_windows` batches (tag, window) pairs, optionally with each window's reverse complement, and
+yields one row per window in input order: `tracks` runs its token maps through it. `Engine` uses
+it for `embed`: pooled (and per-token) embeddings of regions, streamed region by region, so memory
+does not grow with the number of regions. `kept_token_spans` and `per_base_vectors` read a row
+(tracks' spans; score's indel embeddings). The masked passes of `score` and `tracks --signals`
+batch their own queries (masked.py), and `predict` pads whole sequences (finetune/predictor.py).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from ..model_dirs import resolve_model_dir
 # `--backend auto`: the backend run on each kind of device, the fastest one that agrees with
 # PyTorch (every ONNX graph passes its parity check against PyTorch before it is used,
 # engine/onnx_export.py). Change an entry here when a measurement says otherwise.
-#   cpu:  ONNX Runtime. On the 2-core development machine it scored 336.9 SNVs/s against
+#   cpu:  ONNX Runtime. Measured on a 2-core CPU machine it scored 336.9 SNVs/s against
 #         PyTorch's 225.1 (1.50x; BRCA1 SGE, both strands, batch 32; benchmarks/score_speed.py,
 #         docs/benchmarks.md) and embedded 1.5-2.6x as fast. Not bit-identical: about one window
 #         in 600-800 tokenizes differently (docs/commands.md gives how far scores move).
@@ -61,14 +61,20 @@ def parity_sequences(context: int) -> list[np.ndarray]:
 
 def make_backend(model: str | None, backend: str = "auto", device: str = "auto",
                  threads: int | None = None, log=lambda msg: None, part: str = "full",
-                 require: str | None = None):
+                 require: str | None = None, compression: float | None = None):
     """part: an inference graph of engine/graph.py ("full", "embedding", "masked", "tokens").
-    backend: auto, torch or onnx; require: the backend an option of the command needs ("torch"
-    for `tracks --compression`): auto then picks it, another explicit choice is an error.
+    backend: auto, torch or onnx; require: the backend an option of the command needs: auto then
+    picks it, another explicit choice is an error. compression: the inference tokenizer's
+    tokens-per-base ratio (default: the model's); the ONNX graphs are exported at the model's, so
+    it requires torch, whose model is built at that compression.
     On CPU, batches run as one slice per thread, each with one intra-op thread (engine/parallel.py).
     The object returned has `.name` ("torch" or "onnx") and `.device` ("cpu", "cuda:0", ...)."""
     from .parallel import SlicedBackend, cpu_workers
 
+    if compression is not None:
+        if not 0.05 <= compression <= 1.0:
+            raise UsageError(f"--compression must be in [0.05, 1], got {compression}")
+        require = "torch"
     explicit, asked = str(backend) != "auto", str(device)
     backend, device = choose(backend, device, require)
     workers = cpu_workers(threads) if device == "cpu" else 1
@@ -77,9 +83,12 @@ def make_backend(model: str | None, backend: str = "auto", device: str = "auto",
         # --backend onnx --device auto: ONNX Runtime falls back to the CPU if its CUDA provider
         # cannot start (with --backend auto the device is already decided)
         where = "auto" if explicit and name == "onnx" and asked == "auto" else device
-        if workers == 1:
-            return _single_backend(model, name, where, threads, log, part)
-        return SlicedBackend(_single_backend(model, name, where, 1, log, part), workers)
+        single = _single_backend(model, name, where, threads if workers == 1 else 1, log, part)
+        if compression is not None:
+            # set before the backend runs anything and before it is shared with slices: the
+            # network reads its config's compression on every forward pass
+            single.config.compression = compression
+        return single if workers == 1 else SlicedBackend(single, workers)
 
     if backend == "onnx" and not explicit:
         try:

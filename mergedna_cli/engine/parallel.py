@@ -4,10 +4,10 @@ The model's operators are small (D = 64-128, windows of 512 bases): spread over 
 threads, each one ends in a barrier, and when another process takes a core the barrier waits for
 the descheduled thread. N Python threads that each run a slice of the batch with one intra-op
 thread synchronise once per batch instead (torch and ONNX Runtime release the GIL inside
-operators). On the 2-core development machine (`benchmarks/slicing_speed.py`, masked graph):
-idle, 1.01-1.03x (torch) and 1.08-1.10x (ONNX Runtime) the windows/s of one call on 2 threads;
-with one competing busy process, 2.3-2.6x (torch). Rows are independent, so slicing never
-changes a result.
+operators). Measured on 2 CPU cores (`benchmarks/slicing_speed.py`, masked graph): idle,
+1.01-1.03x (torch) and 1.08-1.10x (ONNX Runtime) the windows/s of one call on 2 threads; with one
+competing busy process, 2.3-2.6x (torch), the case of parallel pipeline jobs. Rows are
+independent, so slicing never changes a result.
 """
 
 from __future__ import annotations
@@ -45,8 +45,13 @@ class SlicedBackend:
     def device(self) -> str:
         return self.inner.device
 
-    def __getattr__(self, name):  # config, part, ... of the wrapped backend
-        return getattr(self.inner, name)
+    @property
+    def config(self):  # the wrapped model's: context, width, compression
+        return self.inner.config
+
+    @property
+    def part(self) -> str:  # the inference graph it runs
+        return self.inner.part
 
     def run(self, ids: np.ndarray, query: np.ndarray | None = None) -> BackendOutput:
         n = min(self.workers, len(ids))

@@ -1,1 +1,4 @@
-"""Pipelines: the only layer that sees both files and the model."""
+"""Pipelines: one module per command, each with a frozen request (what cli/ parsed) and
+`run(request, ...)`, which composes the command from the layers below (reference, model,
+backends, writers, resumable chunks). choices.py holds the options' Enums; paths.py the output
+checks."""

@@ -11,16 +11,63 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..alphabet import N
 from ..engine.engine import Engine, RegionEmbedding
-from ..io.embedding_writer import EmbeddingWriter
+from ..engine.load import make_backend, resolve_batch_size
+from ..errors import UsageError
+from ..io.embedding_writer import EmbeddingWriter, format_for
 from ..io.reference import Reference
-from ..io.regions import Region
+from ..io.regions import Region, parse_region, read_bed
+from .choices import BackendChoice, StrandChoice
+from .paths import check_not_input, check_output
+from .progress import Logger
 
 _SHOWN = 10  # warnings of one kind shown one by one; the rest are counted
+
+
+@dataclass(frozen=True)
+class EmbedRequest:
+    """`mergedna embed`, as parsed by cli/embed.py."""
+
+    fasta: str
+    out: str                        # .parquet, .tsv or .npz
+    regions: str | None = None      # --regions BED
+    region: tuple[str, ...] = ()    # --region strings (exactly one of regions and region)
+    per_token: bool = False
+    model: str | None = None
+    backend: BackendChoice = BackendChoice.auto
+    device: str = "auto"
+    batch_size: int | str = "auto"
+    strand: StrandChoice = StrandChoice.both
+    threads: int | None = None
+
+
+def run(request: EmbedRequest, log: Logger | None = None) -> int:
+    """Check the request, load the reference and the model's embedding graph, write the table;
+    returns the number of rows written."""
+    log = log or Logger()
+    if (request.regions is None) == (not request.region):
+        raise UsageError("give either --regions BED or one or more --region")
+    format_for(request.out)
+    check_output(request.out)
+    check_not_input(request.out, request.regions, "--regions", fasta=request.fasta)
+    reference = Reference(request.fasta)
+    items = (read_bed(request.regions) if request.regions
+             else (parse_region(r, reference) for r in request.region))
+    backend = make_backend(request.model, request.backend, request.device, request.threads, log=log.info,
+                           part="embedding")
+    batch_size = resolve_batch_size(request.batch_size, backend, log=log.info)
+    with log.counter("embedding regions") as tick:
+        n = run_embed(backend, reference, items, request.out, request.per_token, batch_size,
+                      StrandChoice(request.strand).value, on_region=tick, warn=log.warning)
+    for user, ref in reference.renames.items():
+        log.info(f"contig '{user}' matched to reference contig '{ref}'")
+    log.info(f"wrote {n} regions to {request.out}")
+    return n
 
 
 class _Warnings:

@@ -20,18 +20,21 @@ from ..io.labelled import SequenceSet, read_sequences
 from ..model import load_model, weights_sha256
 from ..model_dirs import resolve_model_dir
 from ..training.distributed import finish_distributed, hardware_name, init_distributed
+from .choices import Task
 
 METRICS_FILE = "metrics.jsonl"
 
 
-@dataclass
+@dataclass(frozen=True)
 class FinetuneRequest:
+    """`mergedna finetune`, as parsed by cli/finetune.py."""
+
     train: str
     val: str
-    out_dir: str
+    out: str                          # the fine-tuned model directory to create
     settings: FinetuneSettings
-    base_model: str | None = None
-    task: str = "classification"
+    model: str | None = None          # the pretrained base model (default: the shipped one)
+    task: Task = Task.classification
     fasta: str | None = None
     sequence_column: str = "sequence"
     label_column: str = "label"
@@ -87,16 +90,16 @@ def run(request: FinetuneRequest, log=lambda msg: None, on_step=lambda done, tot
     warn = log if warn is None else warn
     if settings.balance not in BALANCE:
         raise UsageError(f"--balance must be one of {', '.join(BALANCE)}, got '{settings.balance}'")
-    out = Path(request.out_dir)
+    out = Path(request.out)
     if (out / INFO_FILE).exists():
         raise UsageError(f"'{out}' already holds a fine-tuned model; choose a new -o or remove it")
-    base_dir = resolve_model_dir(request.base_model)
+    base_dir = resolve_model_dir(request.model)
     train_set, val_set = _read(request.train, request), _read(request.val, request)
     _check_leak(request, train_set, val_set, warn)
-    task = make_task(request.task, train_set.labels, request.train)
+    task = make_task(Task(request.task).value, train_set.labels, request.train)
     train = Split(encode_all(train_set.sequences), encode_targets(task, train_set.labels, request.train, train_set.where))
     val = Split(encode_all(val_set.sequences), encode_targets(task, val_set.labels, request.val, val_set.where))
-    if request.task == "classification" and len(set(val_set.labels)) < 2:
+    if task.kind == "classification" and len(set(val_set.labels)) < 2:
         raise InputError(f"{request.val}: the validation set has only the class '{val_set.labels[0]}'; "
                          f"model selection needs every class")
 

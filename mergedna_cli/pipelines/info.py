@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..model.files import load_config, weights_sha256
 from ..model_dirs import resolve_model_dir
+
+
+@dataclass(frozen=True)
+class InfoRequest:
+    """`mergedna info`, as parsed by cli/info.py."""
+
+    model: str | None = None
+
+
+def run(request: InfoRequest) -> dict:
+    """The model's facts, in the order `info` prints them."""
+    return model_facts(request.model)
 
 
 def model_facts(model: str | None) -> dict:

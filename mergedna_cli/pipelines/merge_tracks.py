@@ -12,15 +12,18 @@ import itertools
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyBigWig
 
 from ..atomic import atomic_write
-from ..errors import InputError
+from ..errors import InputError, UsageError
 from ..io.reference import Reference
 from ..io.tracks_writer import BigWigWriter
+from .progress import Logger
+from .tracks import META_FILE, check_prefix, track_files
 
 BLOCK = 1 << 20  # bases read from a part's bigWig at a time
 SETTINGS = ("model", "weights_sha256", "compression", "context", "flank", "signals")
@@ -41,10 +44,30 @@ def _bed_lines(path: Path) -> tuple[str | None, list[str], list[str]]:
     return track, first.rstrip("\n").split("\t"), tail.split("\t")
 
 
+@dataclass(frozen=True)
+class MergeTracksRequest:
+    """`mergedna merge-tracks`, as parsed by cli/tracks.py."""
+
+    parts: tuple[str, ...]  # output prefixes of `mergedna tracks` runs, in any order
+    fasta: str
+    out: str                # output prefix
+
+
+def run(request: MergeTracksRequest, log: Logger | None = None) -> dict:
+    log = log or Logger()
+    check_prefix(request.out)
+    if request.out in request.parts:
+        raise UsageError(f"-o {request.out} is one of the parts; choose another prefix")
+    meta = merge_tracks(Reference(request.fasta), list(request.parts), request.out, log=log.info)
+    log.info(f"wrote {request.out}.tokens.bed and bigWigs: {meta['tokens']:,} tokens over {meta['bases']:,} bases "
+             f"from {len(request.parts)} parts")
+    return meta
+
+
 def merge_tracks(reference: Reference, parts: list[str], prefix: str, log=lambda m: None) -> dict:
     metas = []
     for part in parts:
-        path = Path(f"{part}.tracks.json")
+        path = Path(f"{part}.{META_FILE}")
         if not path.is_file():
             raise InputError(f"'{part}' is not a `mergedna tracks` output: {path} does not exist")
         metas.append(json.loads(path.read_text()))
@@ -52,8 +75,7 @@ def merge_tracks(reference: Reference, parts: list[str], prefix: str, log=lambda
         differ = [key for key in SETTINGS if meta.get(key) != metas[0].get(key)]
         if differ:
             raise InputError(f"'{part}' was made with other settings than '{parts[0]}': {', '.join(differ)} differ")
-    names = ["tokens.bed", "boundary.bw", "token_length.bw"]
-    names += ["entropy.bw", "llr.bw"] if metas[0].get("signals") else []
+    names = track_files(bool(metas[0].get("signals")))
     for part in parts:
         for name in names:
             if not os.path.isfile(f"{part}.{name}"):
@@ -80,7 +102,7 @@ def merge_tracks(reference: Reference, parts: list[str], prefix: str, log=lambda
     merged = {**metas[0], **{key: sum(m.get(key, 0) for m in metas) for key in COUNTS}}
     merged["mean_token_length"] = merged["bases"] / max(merged["tokens"], 1)
     merged["merged_from"] = len(parts)
-    atomic_write(f"{prefix}.tracks.json", lambda tmp: tmp.write_text(json.dumps(merged, indent=2)), durable=True)
+    atomic_write(f"{prefix}.{META_FILE}", lambda tmp: tmp.write_text(json.dumps(merged, indent=2)), durable=True)
     return merged
 
 
@@ -101,8 +123,7 @@ def _concatenate_beds(parts: list[str], beds: dict, out: Path, track: str | None
 def _merge_bigwigs(parts: list[str], beds: dict, name: str, out: str, chrom_sizes, order) -> None:
     """Every part's values, read between its first and last token, in reference order."""
     contigs = [c for c, _ in chrom_sizes]
-    writer = BigWigWriter(out, chrom_sizes)
-    try:
+    with BigWigWriter(out, chrom_sizes) as writer:
         for part in parts:
             source = pyBigWig.open(f"{part}.{name}")
             try:
@@ -120,7 +141,3 @@ def _merge_bigwigs(parts: list[str], beds: dict, name: str, out: str, chrom_size
                             writer.write(contig, start, values)
             finally:
                 source.close()
-    except BaseException:
-        writer.abort()
-        raise
-    writer.close()

@@ -1,19 +1,52 @@
-"""`mergedna predict` and `mergedna evaluate`: a fine-tuned model applied to sequences."""
+"""`mergedna predict`: a fine-tuned model applied to sequences (evaluate.py scores it on labels)."""
 
 from __future__ import annotations
 
 import csv
 import gzip
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..atomic import atomic_write
 from ..finetune.batching import encode_all
-from ..finetune.metrics import task_metrics
 from ..finetune.predictor import Predictor
-from ..finetune.task import decode_regression, encode_targets
+from ..finetune.task import decode_regression
 from ..io.labelled import SequenceSet, read_sequences
+from .choices import BackendChoice
+from .paths import check_not_input, check_output
+from .progress import Logger
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    """`mergedna predict`, as parsed by cli/predict.py."""
+
+    model: str                          # a fine-tuned model directory
+    input: str                          # TSV/CSV, BED (+ fasta) or FASTA
+    out: str                            # predictions TSV (.tsv or .tsv.gz)
+    fasta: str | None = None
+    sequence_column: str | None = None  # None: the one the model was fine-tuned with
+    label_column: str | None = None
+    backend: BackendChoice = BackendChoice.auto
+    device: str = "auto"
+    batch_size: int = 64
+    threads: int | None = None
+
+
+def run(request: PredictRequest, log: Logger | None = None) -> int:
+    """Write one row per input sequence: its columns plus the prediction; returns the rows."""
+    log = log or Logger()
+    check_output(request.out)
+    check_not_input(request.out, request.input, "--input")
+    predictor = Predictor(request.model, request.backend, request.device, request.threads, log=log.info)
+    data = read_input(request.input, predictor, request.fasta, need_labels=False,
+                      sequence_column=request.sequence_column, label_column=request.label_column)
+    with log.counter("sequences") as tick:
+        n = run_predict(predictor, data, request.out, request.batch_size, on_batch=tick)
+    log.info(f"wrote {n:,} predictions to {request.out}")
+    return n
 
 
 def read_input(path: str, predictor: Predictor, fasta: str | None, need_labels: bool,
@@ -55,9 +88,3 @@ def run_predict(predictor: Predictor, data: SequenceSet, out: str, batch_size: i
     added, values = prediction_columns(predictor, outputs)
     write_table(out, data.columns + added, (row + extra for row, extra in zip(data.rows, values)))
     return len(data)
-
-
-def run_evaluate(predictor: Predictor, data: SequenceSet, batch_size: int, on_batch=lambda n: None) -> dict:
-    truth = encode_targets(predictor.task, data.labels, data.source, data.where)
-    outputs = predictor.outputs(encode_all(data.sequences), batch_size, on_batch)
-    return task_metrics(predictor.task, truth, outputs)

@@ -6,7 +6,7 @@ import fnmatch
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,32 +16,81 @@ import torch.distributed as dist
 from ..alphabet import encode
 from ..errors import InputError, UsageError
 from ..model import MergeDNA, MergeDNAConfig, load_model, save_model
-from ..model.files import weights_sha256
+from ..model.files import load_config, weights_sha256
 from ..training.checkpoint import latest_checkpoint, load_checkpoint
 from ..training.corpus import (Corpus, CorpusSource, DeviceWindowSampler, WindowSampler, fasta_records,
                                read_bed_intervals)
 from ..training.distributed import hardware_name, init_distributed
 from ..training.evaluation import held_out_windows
 from ..training.loop import PretrainSettings, make_optimizer, run_pretraining, use_device_sampler
+from .choices import Preset
 from .progress import TrainingReporter
 
 
-@dataclass
+@dataclass(frozen=True)
 class PretrainRequest:
-    fasta: list[str]
-    out_dir: str
-    config: MergeDNAConfig
+    """`mergedna pretrain`, as parsed by cli/pretrain.py. The model is the --init-from directory's,
+    else the --config JSON's, else the --preset's (default small), with --context applied."""
+
+    fasta: tuple[str, ...]
+    out: str                           # the model directory to write
     settings: PretrainSettings
-    weights: list[str] = field(default_factory=list)   # "GLOB=W" on file names
+    preset: Preset | None = None
+    config: str | None = None          # a model config JSON (overrides preset)
+    context: int | None = None
+    weights: tuple[str, ...] = ()      # "GLOB=W" on file names
     val_fasta: str | None = None
     val_bed: str | None = None
     val_windows: int = 64
-    exclude_bed: list[str] = field(default_factory=list)
+    exclude_bed: tuple[str, ...] = ()
     resume: bool = False
-    init_from: str | None = None     # model directory whose weights start a new run
+    init_from: str | None = None       # model directory whose weights start a new run
     cache_dir: str | None = None
     device: str = "auto"
+    threads: int | None = None
     quiet: bool = False
+
+
+def model_config(request: PretrainRequest) -> MergeDNAConfig:
+    """The config of the model to train, checked against the options that ask for one."""
+    if request.init_from is not None and (request.resume or request.config is not None):
+        raise UsageError("--init-from takes the model's own config and starts a new run: "
+                         "it cannot be combined with --resume or --config")
+    if request.val_fasta and request.val_bed:
+        raise UsageError("give either --val-fasta or --val-bed, not both")
+    if request.init_from is not None:
+        config = load_config(request.init_from)
+    elif request.config is not None:
+        try:
+            config = MergeDNAConfig.from_dict(json.loads(Path(request.config).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UsageError(f"cannot read --config '{request.config}': {exc}") from None
+    else:
+        config = MergeDNAConfig.preset(Preset(request.preset).value if request.preset else "small")
+    if request.context:
+        config.context = request.context
+    if request.resume and (request.preset is not None or request.config is not None or request.context):
+        _check_resumed_model(request, config)
+    return config
+
+
+def _check_resumed_model(request: PretrainRequest, config: MergeDNAConfig) -> None:
+    """--resume continues the checkpoint's model: a --preset/--config/--context that asks for
+    another one is an error, not silently ignored."""
+    root = Path(request.out) / "checkpoints"
+    existing = latest_checkpoint(root) if root.is_dir() else None
+    if existing is None:
+        return  # run() reports the missing checkpoint
+    stored = load_config(existing)
+    if stored.to_dict() == config.to_dict():
+        return
+    asked = " ".join(part for part in (f"--preset {request.preset}" if request.preset else "",
+                                      f"--config {request.config}" if request.config else "",
+                                      f"--context {request.context}" if request.context else "") if part)
+    differs = sorted(k for k, v in config.to_dict().items() if stored.to_dict().get(k) != v)
+    raise UsageError(f"--resume continues the model in {existing} (preset '{stored.name}', context "
+                     f"{stored.context}); {asked} asks for another ({', '.join(differs)} differ): "
+                     "drop it, or start a new run in another -o")
 
 
 def parse_weights(paths: list[str], specs: list[str]) -> list[CorpusSource]:
@@ -92,7 +141,10 @@ def _init_record(model_dir: str) -> dict:
 
 
 def run(request: PretrainRequest) -> dict:
-    out = Path(request.out_dir)
+    config = model_config(request)
+    if request.threads:
+        torch.set_num_threads(request.threads)
+    out = Path(request.out)
     device, rank, world = init_distributed(request.device)
     settings = request.settings
     ckpt_root = out / "checkpoints"
@@ -118,7 +170,7 @@ def run(request: PretrainRequest) -> dict:
             raise UsageError(f"'{out}' already holds checkpoints; pass --resume or choose a new -o")
         torch.manual_seed(settings.seed)
         model = (load_model(request.init_from, device) if request.init_from
-                 else MergeDNA(request.config).to(device))
+                 else MergeDNA(config).to(device))
         optimizer = make_optimizer(model, settings)
     model.train()
     if settings.steps <= (start_state or {}).get("step", 0):

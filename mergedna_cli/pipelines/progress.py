@@ -62,6 +62,11 @@ class Logger:
         if not self.quiet:
             self.console.print(message, highlight=False, soft_wrap=True)
 
+    @staticmethod
+    def warning(message: str) -> None:
+        """`mergedna: warning: ...` on stderr, shown even with --quiet."""
+        print(f"mergedna: warning: {message}", file=sys.stderr)
+
     def counter(self, label: str):
         return _Counter(self, label)
 

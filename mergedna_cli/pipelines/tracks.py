@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,17 +25,60 @@ from .. import __version__
 from ..alphabet import N as N_ID
 from ..atomic import atomic_write
 from ..engine.engine import kept_token_spans, run_windows
+from ..engine.load import make_backend, resolve_batch_size
 from ..engine.masked import masked_log_probs
 from ..engine.windows import default_flank, tile
-from ..errors import InputError
+from ..errors import InputError, UsageError
 from ..io.reference import Reference
-from ..io.regions import Region
+from ..io.regions import Region, parse_region, read_bed
 from ..io.tracks_writer import BigWigWriter, TokenBedWriter
+from ..model.files import weights_sha256
+from ..model_dirs import resolve_model_dir
+from .choices import BackendChoice, StrandChoice
+from .progress import Logger
 from .resume import PartialDir, file_identity, remove_stale_temporaries
 
 GAP_MIN = 100       # --genome skips runs of N at least this long
 SIGNAL_BLOCK = 65_536  # positions per masked-signal call: bounded memory on whole contigs
 UNIT_BASES = 1 << 20   # bases per unit of work (resumption); a multiple of SIGNAL_BLOCK
+
+# The files of a set of tracks, PREFIX.<name>: the token BED9 and the base-resolution bigWigs
+# (with --signals two more), in the order they are written and merged; then PREFIX.tracks.json.
+TRACK_FILES = ("tokens.bed", "boundary.bw", "token_length.bw")
+SIGNAL_FILES = ("entropy.bw", "llr.bw")
+META_FILE = "tracks.json"
+
+
+def track_files(signals: bool) -> list[str]:
+    """The BED and bigWig names of one set of tracks (PREFIX.<name>), without the JSON."""
+    return list(TRACK_FILES + (SIGNAL_FILES if signals else ()))
+
+
+@dataclass(frozen=True)
+class TracksRequest:
+    """`mergedna tracks`, as parsed by cli/tracks.py."""
+
+    fasta: str
+    out: str                          # output prefix
+    regions: str | None = None        # exactly one of --regions BED, --region strings, --genome
+    region: tuple[str, ...] = ()
+    genome: bool = False
+    contig: tuple[str, ...] = ()      # only these contigs (one pipeline job each)
+    signals: bool = False
+    mask_spacing: int = 16
+    compression: float | None = None  # the PyTorch tokenizer's; None: the model's
+    track_line: bool = False
+    chunk_bases: int = 1 << 20
+    restart: bool = False
+    hub: str | None = None
+    hub_genome: str = "hg38"
+    hub_email: str | None = None
+    model: str | None = None
+    backend: BackendChoice = BackendChoice.auto
+    device: str = "auto"
+    batch_size: int | str = "auto"
+    strand: StrandChoice = StrandChoice.both
+    threads: int | None = None
 
 
 @dataclass
@@ -45,6 +89,63 @@ class TracksOptions:
     strand: str = "both"
     track_line: bool = False
     chunk_bases: int = UNIT_BASES
+
+
+def run(request: TracksRequest, log: Logger | None = None) -> dict:
+    """Check the request, load the reference and the model's graphs (the tokenizer; with
+    --signals the masked passes too), compute and write the tracks (and the hub); returns the
+    content of PREFIX.tracks.json."""
+    log = log or Logger()
+    r = request
+    if sum([r.regions is not None, bool(r.region), r.genome]) != 1:
+        raise UsageError("give exactly one of --regions BED, --region, or --genome")
+    if r.compression is not None and not 0.05 <= r.compression <= 1.0:
+        raise UsageError(f"--compression must be in [0.05, 1], got {r.compression}")
+    if r.compression is not None and r.backend == "onnx":
+        raise UsageError("--compression needs --backend torch: the ONNX graphs are exported at the model's compression")
+    check_prefix(r.out)
+    if r.hub:
+        from ..io.track_hub import check_hub_options
+        check_hub_options(r.hub_email, r.hub_genome)
+    reference = Reference(r.fasta)
+    model_dir = resolve_model_dir(r.model)
+    # boundaries need only the tokenizer; --signals adds the scoring graph's masked passes.
+    # --compression builds PyTorch models at that compression (--backend auto then means torch)
+    tokens_backend = make_backend(str(model_dir), r.backend, r.device, r.threads, log=log.info, part="tokens",
+                                  compression=r.compression)
+    signals_backend = (make_backend(str(model_dir), r.backend, r.device, r.threads, log=log.info, part="masked",
+                                    compression=r.compression) if r.signals else None)
+    batch_size = resolve_batch_size(r.batch_size, tokens_backend, signals_backend, log=log.info)
+    log.info(f"running {tokens_backend.name} on {tokens_backend.device}, {batch_size} windows per batch")
+    contigs = [reference.require(c) for c in r.contig] if r.contig else None
+    if r.genome:
+        spans = genome_regions(reference, contigs=contigs)
+        inputs = {"genome": True}
+    else:
+        items = read_bed(r.regions) if r.regions else (parse_region(region, reference) for region in r.region)
+        spans = [s for s in sorted_merged(items, reference) if contigs is None or s[0] in contigs]
+        inputs = {"bed": file_identity(r.regions)} if r.regions else {"region": list(r.region)}
+    inputs["contigs"] = contigs  # with the options and the model: the manifest of a resumed run
+    options = TracksOptions(batch_size=batch_size, signals=r.signals, mask_spacing=r.mask_spacing,
+                            strand=StrandChoice(r.strand).value, track_line=r.track_line,
+                            chunk_bases=r.chunk_bases)
+    with log.counter("windows") as tick:
+        meta = run_tracks(tokens_backend, reference, spans, r.out, options, model_dir.name,
+                          weights_sha256(model_dir), log=log.info, on_window=tick, inputs=inputs,
+                          restart=r.restart, signals_backend=signals_backend)
+    for user, ref in reference.renames.items():
+        log.info(f"contig '{user}' matched to reference contig '{ref}'")
+    log.info(f"wrote {r.out}.tokens.bed and bigWigs: {meta['tokens']:,} tokens over {meta['bases']:,} "
+             f"bases (mean length {meta['mean_token_length']:.2f})")
+    if r.hub:
+        from ..io.track_hub import write_hub
+        chrom_sizes = [(c, reference.lengths[c]) for c in reference.contigs]
+        made_with = f"{meta['tool']}, backend {meta['backend']} on {meta['device']}" + (
+            f" (signals: {meta['signals_backend']} on {meta['signals_device']})" if "signals_backend" in meta else "")
+        path = write_hub(r.hub, r.out, chrom_sizes, model_dir.name, r.signals, r.hub_email, r.hub_genome,
+                         log=log.info, made_with=made_with)
+        log.info(f"wrote {path}")
+    return meta
 
 
 def sorted_merged(regions: Iterable[Region], reference: Reference) -> list[tuple[str, int, int]]:
@@ -148,8 +249,8 @@ def run_tracks(backend, reference: Reference, spans: Iterable[tuple[str, int, in
                 "strand": options.strand, "chunk_bases": options.chunk_bases, **ran_on}
     order = {name: i for i, name in enumerate(reference.contigs)}
     with PartialDir(prefix, manifest, restart, log) as partial:
-        for path in _output_paths(prefix, options.signals):
-            remove_stale_temporaries(path)
+        for name in track_files(options.signals) + [META_FILE]:
+            remove_stale_temporaries(f"{prefix}.{name}")
         finished = partial.chunks("unit-*.npz")
         if finished:
             log(f"resuming: {len(finished):,} units of work already done in {partial.path}")
@@ -183,7 +284,7 @@ def run_tracks(backend, reference: Reference, spans: Iterable[tuple[str, int, in
             **stats,
             "mean_token_length": stats["bases"] / max(stats["tokens"], 1),
         }
-        atomic_write(f"{prefix}.tracks.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=2)), durable=True)
+        atomic_write(f"{prefix}.{META_FILE}", lambda tmp: tmp.write_text(json.dumps(meta, indent=2)), durable=True)
         partial.remove()
     return meta
 
@@ -198,11 +299,6 @@ def backend_record(backend, signals_backend=None) -> dict:
         if other != record:
             record.update(signals_backend=other["backend"], signals_device=other["device"])
     return record
-
-
-def _output_paths(prefix: str, signals: bool) -> list[str]:
-    names = ["tokens.bed", "boundary.bw", "token_length.bw"] + (["entropy.bw", "llr.bw"] if signals else [])
-    return [f"{prefix}.{name}" for name in names + ["tracks.json"]]
 
 
 def _compute_unit(backend, signals_backend, reference: Reference, unit, options: TracksOptions, context: int,
@@ -232,16 +328,12 @@ def _assemble(units: list[Path], reference: Reference, prefix: str, options: Tra
     chrom_sizes = [(c, reference.lengths[c]) for c in reference.contigs]
     track = (f'track name="mergedna_tokens" description="MergeDNA learned tokens ({model_name}, '
              f'{ran_on["backend"]} on {ran_on["device"]})" itemRgb="On"') if options.track_line else None
-    bed = TokenBedWriter(f"{prefix}.tokens.bed", track)
-    boundary = BigWigWriter(f"{prefix}.boundary.bw", chrom_sizes)
-    length_bw = BigWigWriter(f"{prefix}.token_length.bw", chrom_sizes)
-    signal_writers = []
-    if options.signals:
-        signal_writers = [BigWigWriter(f"{prefix}.entropy.bw", chrom_sizes),
-                          BigWigWriter(f"{prefix}.llr.bw", chrom_sizes)]
-    writers = [bed, boundary, length_bw, *signal_writers]
     stats = {"regions": 0, "bases": 0, "tokens": 0, "windows": 0}
-    try:
+    with ExitStack() as writers:  # every file complete, or none left behind (AtomicFile)
+        bed, boundary, length_bw, *signal_writers = [
+            writers.enter_context(TokenBedWriter(f"{prefix}.{name}", track) if name.endswith(".bed")
+                                  else BigWigWriter(f"{prefix}.{name}", chrom_sizes))
+            for name in track_files(options.signals)]
         for path in units:
             with np.load(path) as unit:
                 lengths, per_piece = unit["token_lengths"], unit["tokens_per_piece"]
@@ -266,12 +358,6 @@ def _assemble(units: list[Path], reference: Reference, prefix: str, options: Tra
                     stats["regions"] += bool(first)
                     stats["tokens"] += n
                     stats["bases"] += hi - lo
-    except BaseException:
-        for w in writers:
-            w.abort()
-        raise
-    for w in writers:
-        w.close()
     return stats
 
 
