@@ -17,7 +17,7 @@ def export_onnx_command(
     out: Annotated[Path, typer.Option("-o", "--out", help="Output .onnx file, or a directory (writes model.onnx in it).")],
     model: Model = None,
     tolerance: Annotated[float, typer.Option(help="Largest allowed |difference| of log-probabilities and vectors.")] = 1e-4,
-    part: Annotated[GraphPart, typer.Option(help="full (per-base log-probabilities too), embedding (token vectors only, what embed and predict use), masked (log-probabilities at query positions, what score uses) or tokens (the tokenizer alone, what boundary tracks use).")] = GraphPart.full,
+    part: Annotated[GraphPart, typer.Option(help="full (per-base log-probabilities too), embedding (token vectors only, what embed and predict use), masked (log-probabilities at query positions, what score uses) tokens (the tokenizer alone, what boundary tracks use) or plan (the float64 tokenizer that settles near-tied merges; exported beside every other part).")] = GraphPart.full,
     quiet: Quiet = False,
 ) -> None:
     """Export with dynamic batch and length axes; refuse to write a graph that disagrees with PyTorch."""

@@ -8,6 +8,7 @@ the token map of a window does not depend on the runtime, device, batch or threa
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from dataclasses import dataclass
@@ -105,6 +106,14 @@ class TorchBackend:
     def run(self, ids: np.ndarray, query: np.ndarray | None = None) -> BackendOutput:
         """query (B, Q) base positions: required by, and only used by, the "masked" part."""
         return certified_run(self._run, self._reference_plan, ids, query)
+
+    def for_part(self, part: str) -> "TorchBackend":
+        """A backend running another graph of this one's loaded model (the weights read once)."""
+        from .graph import InferenceGraph
+
+        twin = copy.copy(self)
+        twin.graph, twin.part, twin.outputs = InferenceGraph(self.model, part), part, OUTPUTS[part]
+        return twin
 
     def _run(self, ids: np.ndarray, query: np.ndarray | None, plan: np.ndarray) -> BackendOutput:
         inputs = [ids] + ([query] if self.part == "masked" else []) + [plan]
@@ -220,5 +229,4 @@ def _output(names, arrays) -> BackendOutput:
 
 
 def _float64_copy(model):
-    import copy
     return copy.deepcopy(model).double()

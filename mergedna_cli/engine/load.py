@@ -102,6 +102,20 @@ def make_backend(model: str | None, backend: str = "auto", device: str = "auto",
     return build(backend)
 
 
+def same_model_backend(backend, part: str):
+    """A PyTorch backend running another graph (`part`) of `backend`'s loaded model, sliced the
+    same way, so that a command needing two graphs reads the weights once; None for ONNX
+    Runtime, whose graphs are separate files."""
+    from .backends import TorchBackend
+    from .parallel import SlicedBackend
+
+    inner = backend.inner if isinstance(backend, SlicedBackend) else backend
+    if not isinstance(inner, TorchBackend):
+        return None
+    twin = inner.for_part(part)
+    return SlicedBackend(twin, backend.workers) if inner is not backend else twin
+
+
 def choose(backend: str, device: str, require: str | None = None) -> tuple[str, str]:
     """(backend, device) that `--backend` and `--device` resolve to on this machine: backend
     torch or onnx; device cpu, cuda or cuda:N. A CUDA device that is asked for and missing is a

@@ -19,7 +19,7 @@ from ..alphabet import MASK, PAD
 from ..atomic import temp_path
 from ..errors import MergeDNAError, ModelError
 from ..model.files import weights_sha256
-from .backends import INPUTS, OUTPUTS, onnx_file_name, plan_graph_path  # noqa: F401 (onnx_file_name: re-exported for cli)
+from .backends import INPUTS, OUTPUTS, onnx_file_name, plan_graph_path
 
 DEFAULT_TOLERANCE = 1e-4
 OPSET = 18

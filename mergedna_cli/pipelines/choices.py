@@ -37,6 +37,7 @@ class GraphPart(Choice):
     embedding = "embedding"
     masked = "masked"
     tokens = "tokens"
+    plan = "plan"
 
 
 # pretrain

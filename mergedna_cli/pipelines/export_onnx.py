@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..engine.load import parity_sequences
-from ..engine.onnx_export import export_onnx, onnx_file_name
+from ..engine.backends import onnx_file_name
+from ..engine.onnx_export import export_onnx
 from ..model.files import load_config
 from ..model_dirs import resolve_model_dir
 from .choices import GraphPart
@@ -34,6 +35,7 @@ def run(request: ExportOnnxRequest, log: Logger | None = None) -> Path:
     report = export_onnx(model_dir, path, parity_sequences(load_config(model_dir).context), request.tolerance, part)
     checked = ("max |log p| diff at masked query positions "
                f"{report.max_abs_log_prob:.1e}" if part == "masked" else "token maps identical" if part == "tokens" else
+               "merge plans identical to PyTorch's float64 tokenizer" if part == "plan" else
                f"max |log p| diff {report.max_abs_log_prob:.1e}, max |vector| diff "
                f"{report.max_abs_vector:.1e}, token maps identical")
     log.info(f"wrote {path}: ONNX Runtime vs PyTorch on {report.cases} real-sequence batches, {checked}")

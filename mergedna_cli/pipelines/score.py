@@ -22,7 +22,6 @@ hands the same text straight to the same writer.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 import re
@@ -737,7 +736,7 @@ class ScoreOutput:
 def run(request: ScoreRequest, on_records=None) -> ScoreSummary:
     """`mergedna score`: the reference, the model and its backends, the calibration table and the
     outputs that `request` names, then the scoring run (run_score) and its summary on stderr."""
-    from ..engine.load import make_backend, resolve_batch_size
+    from ..engine.load import make_backend, resolve_batch_size, same_model_backend
     from ..model.files import weights_sha256
     from ..model_dirs import resolve_model_dir
     from .progress import Logger
@@ -770,7 +769,7 @@ def run(request: ScoreRequest, on_records=None) -> ScoreSummary:
                                      "model": model_dir.name, "backend": backend_name})
 
     def embedding_backend():
-        return shared_backend(masked, "embedding") or make_backend(
+        return same_model_backend(masked, "embedding") or make_backend(
             model_dir, backend_choice, request.device, request.threads, log=log.info, part="embedding")
 
     with log.counter("scoring records") as tick:
@@ -791,23 +790,6 @@ def run(request: ScoreRequest, on_records=None) -> ScoreSummary:
     for warning in summary.warnings:  # shown even with --quiet: the scores are likely meaningless
         print(f"mergedna: warning: {warning}", file=sys.stderr)
     return summary
-
-
-def shared_backend(backend, part: str):
-    """A PyTorch backend running another graph of `backend`'s loaded model (weights read once),
-    or None for an ONNX Runtime backend, whose graphs are separate files.
-    engine/load.make_backend builds one model per call; this reuses it."""
-    from ..engine.backends import OUTPUTS, TorchBackend
-    from ..engine.parallel import SlicedBackend
-
-    inner = backend.inner if isinstance(backend, SlicedBackend) else backend
-    if not isinstance(inner, TorchBackend):
-        return None
-    from ..engine.graph import InferenceGraph
-
-    twin = copy.copy(inner)
-    twin.graph, twin.part, twin.outputs = InferenceGraph(inner.model, part), part, OUTPUTS[part]
-    return SlicedBackend(twin, backend.workers) if inner is not backend else twin
 
 
 def run_score(backend, reference: Reference, vcf: str, out: str | OutputSpec, options: ScoreOptions,
