@@ -42,6 +42,21 @@ def raw_outputs(backend, ids: np.ndarray, batch: int):
             np.concatenate([o.merge_plan for o in outs]))
 
 
+def audit(torch_backend, onnx_backend, forward: np.ndarray, batch: int, certain: float) -> None:
+    from mergedna_cli.alphabet import reverse_complement
+
+    print(f"{'strand':8}{'windows':>9}{'backend':>9}{'f32 plan != f64':>17}{'largest f32 gap among them':>28}"
+          f"{'checked':>9}")
+    for strand, ids in (("forward", forward), ("reverse", reverse_complement(forward))):
+        reference = np.concatenate([torch_backend._reference_plan(ids[i:i + batch]) for i in range(0, len(ids), batch)])
+        for name, backend in (("torch", torch_backend), ("onnx", onnx_backend)):
+            _, margin, plan = raw_outputs(backend, ids, batch)
+            wrong = (plan != reference).any(1)
+            worst = f"{margin[wrong].max():.2e}" if wrong.any() else "-"
+            print(f"{strand:8}{len(ids):>9}{name:>9}{int(wrong.sum()):>17}{worst:>28}{np.mean(margin < certain):>9.1%}",
+                  flush=True)
+
+
 def differing(a: np.ndarray, b: np.ndarray) -> list[int]:
     return [int(i) for i in np.nonzero((a != b).any(1))[0]]
 
@@ -63,6 +78,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="intra-op threads of the multi-thread check")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--graph", default=None, help="tokens graph to test (default: the model's own)")
+    ap.add_argument("--audit", action="store_true",
+                    help="instead: the float64 plan of every window, and for each backend the windows whose "
+                         "float32 plan differs from it and the largest float32 merge gap among them (the "
+                         "check is sound while that stays below CERTAIN_MARGIN)")
     args = ap.parse_args()
 
     model = str(resolve_model_dir(args.model))
@@ -78,6 +97,8 @@ def main() -> None:
     print(f"model {model} | {args.contig}:{args.start + 1:,}-{args.start + args.bases:,} | "
           f"{len(forward)} windows of {context} per strand | graph {graph} | "
           f"CERTAIN_MARGIN {CERTAIN_MARGIN:g}")
+    if args.audit:
+        return audit(torch_1, onnx_1, forward, args.batch_size, CERTAIN_MARGIN)
     print(f"{'strand':8}{'windows':>9}{'torch vs onnx':>15}{'raw':>6}{'checked':>9}{'rerun':>7}{'torch x2':>10}"
           f"{'onnx x2':>9}{'onnx @' + str(args.threads) + ' thr':>13}{'onnx b' + str(args.batch_size // 4):>9}"
           "  windows that differ (torch vs onnx; raw)")
