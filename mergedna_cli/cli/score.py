@@ -16,7 +16,6 @@ from .options import (
     AutoBatchSize,
     Backend,
     BackendChoice,
-    Debug,
     Device,
     Fasta,
     Model,
@@ -78,7 +77,6 @@ def score(
     strand: Strand = StrandChoice.both,
     threads: Threads = None,
     quiet: Quiet = False,
-    debug: Debug = False,
 ) -> None:
     """Score every ALT allele; every input record is written, in input order. A killed run resumes
     where it stopped when rerun with the same inputs (file in, file out)."""

@@ -30,15 +30,15 @@ OUTPUTS = {  # output names of the inference graphs (engine/graph.py), per part
 INPUTS = {"full": ("ids", "plan"), "embedding": ("ids", "plan"), "masked": ("ids", "query", "plan"),
           "tokens": ("ids", "plan"), "plan": ("ids",)}
 # Extended graph optimisations (fused SiLU, transpose/scale folded into MatMul: ~6% faster on CPU).
-# ORT_ENABLE_ALL adds nothing measurable on CPU for this graph. Graphs exported now carry every
-# RMSNorm as a fused node already; the RMSNorm fusion stays off so that graphs exported by earlier
-# versions (plain-op norms in the tokenizer, cached per model) run as their parity check ran them.
+# ORT_ENABLE_ALL adds nothing measurable on CPU for this graph. The graphs carry every RMSNorm as a
+# fused node already (model/layers.py); ONNX Runtime's own RMSNorm fusion stays off so that no
+# graph runs differently from how its parity check ran it.
 DISABLED_OPTIMIZERS = ["SimplifiedLayerNormFusion"]
 # ONNX Runtime runs at most this many windows per call. Per window on one thread, embedding / full
-# graph, 512-base windows, calls of 8 vs 16 rows: 6.5 / 8.0 vs 6.8 / 9.0 ms with the graphs of the
-# third session, 5.51 / 7.03 vs 5.55 / 7.09 ms with the current ones (4 rows: no faster). Smaller
-# intermediates staying in cache is the likely reason, not measured. PyTorch gets no such limit:
-# its per-call overhead favours large calls.
+# graph, 512-base windows, calls of 8 vs 16 rows: 5.51 / 7.03 vs 5.55 / 7.09 ms (4 rows: no
+# faster; an earlier export: 6.5 / 8.0 vs 6.8 / 9.0 ms). Smaller intermediates staying in cache is
+# the likely reason, not measured. PyTorch gets no such limit: its per-call overhead favours large
+# calls.
 ONNX_MAX_ROWS = 8
 
 

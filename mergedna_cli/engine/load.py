@@ -20,8 +20,8 @@ from ..model_dirs import resolve_model_dir
 # engine/onnx_export.py). Change an entry here when a measurement says otherwise.
 #   cpu:  ONNX Runtime. Measured on a 2-core CPU machine it scored 336.9 SNVs/s against
 #         PyTorch's 225.1 (1.50x; BRCA1 SGE, both strands, batch 32; benchmarks/score_speed.py,
-#         docs/benchmarks.md) and embedded 1.5-2.6x as fast. Not bit-identical: about one window
-#         in 600-800 tokenizes differently (docs/commands.md gives how far scores move).
+#         docs/benchmarks.md) and embedded 1.5-2.6x as fast. Both make the same merges
+#         (engine/merge_plan.py); values agree within 1e-4.
 #   cuda: PyTorch, until benchmarks/gpu_inference.py has measured ONNX Runtime's CUDA provider on
 #         a GPU; the GPU machine lent to this project has no onnxruntime-gpu installed.
 AUTO_BACKEND = {"cpu": "onnx", "cuda": "torch"}
