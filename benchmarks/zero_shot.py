@@ -53,7 +53,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from mergedna_cli.alphabet import N_BASES, encode, reverse_complement  # noqa: E402
 from mergedna_cli.io.vcf import VcfReader  # noqa: E402
 from mergedna_cli.training.corpus import CorpusSource  # noqa: E402
-from mergedna_cli.training.kmer_baseline import DEFAULT_ALPHAS  # noqa: E402
+from kmer_baseline import DEFAULT_ALPHAS  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 REFERENCE = SHARED / "grch38_chr17_brca1_region" / "GRCh38_chr17_brca1_region.fa.gz"
