@@ -261,7 +261,7 @@ def consequences(infos: list[dict]) -> np.ndarray | None:
 # MergeDNA scores through the CLI's run_score
 
 def model_scores(backend, embedding_backend, reference, vcf: Path, variants, args, model_dir: Path, tmp: Path):
-    from mergedna_cli.model.serialization import weights_sha256
+    from mergedna_cli.model.files import weights_sha256
     from mergedna_cli.pipelines.score import ScoreOptions, run_score
 
     options = ScoreOptions(strand=args.strand, mask_spacing=args.mask_spacing or None,

@@ -220,8 +220,8 @@ def test_cli_bad_batch_size_and_backend(run_cli, tmp_path):
 
 
 def test_gpu_benchmark_dry_run_on_cpu(tmp_path):
-    """benchmarks/gpu_inference.py runs every phase with --device cpu --quick (the GPU session runs it
-    with --device cuda); PyTorch on the CPU reproduces its own CPU reference exactly."""
+    """benchmarks/gpu_inference.py runs every phase with --device cpu --quick (on a machine with a GPU,
+    benchmarks/device_session.sh runs it with --device cuda); PyTorch on the CPU reproduces its own CPU reference exactly."""
     out = tmp_path / "dry.json"
     run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_inference.py"), "--device", "cpu", "--quick",
                           "--backends", "torch,onnx", "--no-cli", "--cpu-threads", "1", "--json", str(out)],

@@ -1,5 +1,5 @@
-"""Hostile and unusual inputs, the way real VCFs and real habits arrive (issue 17 and the earlier
-edge cases): every case ends in a scored output that keeps every record, or a one-line error with
+"""Hostile and unusual inputs, the way real VCFs and real habits arrive (non-UTF-8 bytes, BCF,
+CRLF, POS 0, a full disk, read-only folders, wrong builds): every case ends in a scored output that keeps every record, or a one-line error with
 an exit code; never a traceback, never a lost record, never an overwritten input.
 
 Most commands run in-process (`mergedna_cli.cli.app.main`, torch imported once); those that read

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from mergedna_cli.errors import ModelError
 from mergedna_cli.model import PRESETS, MergeDNA, MergeDNAConfig, load_model, pretraining_losses, save_model
-from mergedna_cli.model.serialization import CONFIG_FILE, WEIGHTS_FILE
+from mergedna_cli.model.files import CONFIG_FILE, WEIGHTS_FILE
 
 # -- 6. the grouping projections receive gradient --------------------------------------------
 

@@ -41,7 +41,7 @@ def losses(out: Path) -> dict[int, float]:
 
 def test_init_from_starts_a_new_stage_from_a_models_weights(run_cli, genome, tmp_path):
     from mergedna_cli.model import load_model
-    from mergedna_cli.model.serialization import weights_sha256
+    from mergedna_cli.model.files import weights_sha256
 
     first, second = tmp_path / "first", tmp_path / "second"
     assert run_cli(*train_args(genome, first, 2)).returncode == 0

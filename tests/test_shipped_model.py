@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import EXAMPLE_FASTA, EXAMPLE_VCF
 
-from mergedna_cli.model.serialization import weights_sha256
+from mergedna_cli.model.files import weights_sha256
 from mergedna_cli.model_dirs import resolve_model_dir
 
 
@@ -49,7 +49,7 @@ def test_onnx_matches_torch_on_the_shipped_model(shipped):
     from mergedna_cli.engine.backends import OnnxBackend, TorchBackend
     from mergedna_cli.engine.onnx_export import parity_check
     from mergedna_cli.io.reference import Reference
-    from mergedna_cli.model.serialization import load_config
+    from mergedna_cli.model.files import load_config
 
     config = load_config(shipped)
     onnx_path = shipped / "model.onnx"
