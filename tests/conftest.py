@@ -110,12 +110,9 @@ def any_tokenizer_model(request) -> MergeDNA:
 
 
 # ----------------------------------------------------------------------------- extended tests
+# The `extended` marker is registered in pyproject.toml.
 
 EXTENDED_REASON = f"../shared/data not found (looked for {SHARED_DATA_DIR})"
-
-
-def pytest_configure(config):  # the marker itself is registered in pyproject.toml
-    config._extended_skipped = 0
 
 
 def pytest_collection_modifyitems(config, items):
@@ -125,11 +122,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("extended") is not None:
             item.add_marker(skip)
-            config._extended_skipped += 1
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    count = getattr(config, "_extended_skipped", 0)
+    """One line naming how many extended tests were skipped, and why."""
+    count = sum(1 for report in terminalreporter.stats.get("skipped", [])
+                if isinstance(report.longrepr, tuple) and f"extended: {EXTENDED_REASON}" in report.longrepr[2])
     if count:
         terminalreporter.write_line(f"{count} extended tests skipped: {EXTENDED_REASON}", yellow=True)
 
@@ -139,16 +137,10 @@ def shared_data_dir(request) -> Path:
     """../shared/data relative to the repository, for tests marked `extended` only (the others
     run on docs/example and tests/data, so a plain clone tests every command)."""
     if request.node.get_closest_marker("extended") is None:
-        raise pytest.UsageError(f"{request.node.nodeid} uses ../shared/data: mark it @pytest.mark.extended")
+        pytest.fail(f"{request.node.nodeid} uses ../shared/data: mark it @pytest.mark.extended")
     if not SHARED_DATA_DIR.is_dir():
         pytest.skip(f"extended: {EXTENDED_REASON}")
     return SHARED_DATA_DIR
-
-
-def shared_file(relative: str) -> Path:
-    """A file under ../shared/data, for the module level of extended tests (its existence is
-    checked by the `extended` skip)."""
-    return SHARED_DATA_DIR / relative
 
 
 # ----------------------------------------------------------------------------- run_cli
@@ -198,7 +190,7 @@ def run_cli(tmp_path_factory) -> CliRun:
 __all__ = ["MASK", "PAD", "random_ids", "expected_tokens", "round_half_up", "tiny_config",
            "build_model", "FOUR_STEP_CONFIG", "SHARED_DATA_DIR", "EXAMPLE_DIR", "EXAMPLE_FASTA",
            "EXAMPLE_VCF", "EXAMPLE_BED", "EXAMPLE_FIRST_REAL", "CHR17_LENGTH", "TEST_DATA_DIR",
-           "YEAST_FASTA", "CliRun", "shared_file"]
+           "YEAST_FASTA", "CliRun"]
 
 
 @pytest.fixture(scope="session")
