@@ -31,12 +31,12 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))  # kmer_baseline
 
 from mergedna_cli.alphabet import encode  # noqa: E402
 from mergedna_cli.io.fasta_records import iter_fasta_records  # noqa: E402
 from mergedna_cli.training.corpus import Corpus, CorpusSource  # noqa: E402
-from mergedna_cli.training.kmer_baseline import (  # noqa: E402
-    DEFAULT_ALPHAS, kmer_masked_eval, select_and_fit)
+from kmer_baseline import DEFAULT_ALPHAS, kmer_masked_eval, select_and_fit  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 HELDOUT = SHARED / "pretrain_corpus" / "human_GRCh37_chr20_1Mb_vg1kgp.fa.gz"

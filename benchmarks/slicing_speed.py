@@ -36,7 +36,7 @@ def main() -> None:
     from mergedna_cli.engine.backends import OnnxBackend, TorchBackend
     from mergedna_cli.engine.onnx_export import onnx_file_name
     from mergedna_cli.engine.parallel import SlicedBackend
-    from mergedna_cli.model.serialization import load_config
+    from mergedna_cli.model.files import load_config
 
     if args.backend == "torch":  # one model; torch's thread count is set per timed call below
         backend = TorchBackend(args.model, device="cpu", threads=args.threads, part=args.part)

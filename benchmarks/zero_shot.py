@@ -53,7 +53,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from mergedna_cli.alphabet import N_BASES, encode, reverse_complement  # noqa: E402
 from mergedna_cli.io.vcf import VcfReader  # noqa: E402
 from mergedna_cli.training.corpus import CorpusSource  # noqa: E402
-from mergedna_cli.training.kmer_baseline import DEFAULT_ALPHAS  # noqa: E402
+from kmer_baseline import DEFAULT_ALPHAS  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 REFERENCE = SHARED / "grch38_chr17_brca1_region" / "GRCh38_chr17_brca1_region.fa.gz"
@@ -261,7 +261,7 @@ def consequences(infos: list[dict]) -> np.ndarray | None:
 # MergeDNA scores through the CLI's run_score
 
 def model_scores(backend, embedding_backend, reference, vcf: Path, variants, args, model_dir: Path, tmp: Path):
-    from mergedna_cli.model.serialization import weights_sha256
+    from mergedna_cli.model.files import weights_sha256
     from mergedna_cli.pipelines.score import ScoreOptions, run_score
 
     options = ScoreOptions(strand=args.strand, mask_spacing=args.mask_spacing or None,

@@ -1,4 +1,5 @@
-"""Where models live: the shipped default and user-given directories (no torch import)."""
+"""Where models live: the shipped default and user-given directories (no torch import). What a
+model directory holds is model/files.py's."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import ModelError
+from .model.files import CONFIG_FILE, WEIGHTS_FILE, is_model_dir
 
 DEFAULT_MODEL = "mergedna-small"
 
@@ -30,10 +32,10 @@ def resolve_model_dir(model: str | os.PathLike | None) -> Path:
         name = DEFAULT_MODEL if model is None else str(model)
         root = shipped_models_root()
         candidate = root / name if root else None
-        if candidate is None or not (candidate / "config.json").is_file():
+        if candidate is None or not is_model_dir(candidate):
             raise ModelError(f"shipped model '{name}' is not installed; pass --model DIR")
         return candidate
     path = Path(model)
-    if not (path / "config.json").is_file():
-        raise ModelError(f"'{path}' is not a model directory (expected config.json and model.safetensors)")
+    if not is_model_dir(path):
+        raise ModelError(f"'{path}' is not a model directory (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
     return path

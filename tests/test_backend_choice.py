@@ -14,10 +14,10 @@ import pytest
 import typer
 
 from mergedna_cli.cli.options import BackendChoice, parse_batch_size
-from mergedna_cli.engine.parallel import SlicedBackend
-from mergedna_cli.errors import ModelError, UsageError
 from mergedna_cli.engine import load as factory
 from mergedna_cli.engine.load import choose, make_backend, resolve_batch_size
+from mergedna_cli.engine.parallel import SlicedBackend
+from mergedna_cli.errors import ModelError, UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_FASTA = REPO / "docs" / "example" / "brca1_chr17.fa.gz"
@@ -195,19 +195,15 @@ def test_auto_falls_back_to_torch_when_the_graph_cannot_be_used(tiny_model_dir, 
         make_backend(str(tiny_model_dir), "onnx", "cpu", threads=1, part="embedding")
 
 
-def _mergedna(*args, cache_dir) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mergedna_cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "MERGEDNA_CACHE": str(cache_dir)})
-
-
 @cpu_only
 @pytest.mark.parametrize("backend", ["auto", "torch", "onnx"])
-def test_cli_cuda_without_cuda_is_one_line_exit_2(tmp_path, backend):
+def test_cli_cuda_without_cuda_is_one_line_exit_2(run_cli, tmp_path, backend):
     region = ["--fasta", EXAMPLE_FASTA, "--region", "chr17:43,045,001-43,045,600"]
-    runs = [_mergedna("tracks", *region, "-o", tmp_path / "t", "--device", "cuda", "--backend", backend,
-                      cache_dir=tmp_path),
-            _mergedna("score", "--fasta", EXAMPLE_FASTA, "--vcf", EXAMPLE_VCF, "-o", tmp_path / "s.vcf",
-                      "--device", "cuda", "--backend", backend, cache_dir=tmp_path)]
+    cache = {"MERGEDNA_CACHE": tmp_path}
+    runs = [run_cli("tracks", *region, "-o", tmp_path / "t", "--device", "cuda", "--backend", backend,
+                    env=cache, timeout=300),
+            run_cli("score", "--fasta", EXAMPLE_FASTA, "--vcf", EXAMPLE_VCF, "-o", tmp_path / "s.vcf",
+                    "--device", "cuda", "--backend", backend, env=cache, timeout=300)]
     for run in runs:
         assert run.returncode == 2, run.stderr
         lines = run.stderr.strip().splitlines()
@@ -215,17 +211,17 @@ def test_cli_cuda_without_cuda_is_one_line_exit_2(tmp_path, backend):
     assert not list(tmp_path.glob("t.*")) and not (tmp_path / "s.vcf").exists()
 
 
-def test_cli_bad_batch_size_and_backend(tmp_path):
+def test_cli_bad_batch_size_and_backend(run_cli, tmp_path):
     region = ["--fasta", EXAMPLE_FASTA, "--region", "chr17:43,045,001-43,045,600", "-o", tmp_path / "t"]
     for option, value in (("--batch-size", "0"), ("--batch-size", "many"), ("--backend", "gpu")):
-        run = _mergedna("tracks", *region, option, value, cache_dir=tmp_path)
+        run = run_cli("tracks", *region, option, value, env={"MERGEDNA_CACHE": tmp_path}, timeout=300)
         assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
         assert option in run.stderr
 
 
 def test_gpu_benchmark_dry_run_on_cpu(tmp_path):
-    """benchmarks/gpu_inference.py runs every phase with --device cpu --quick (the GPU session runs it
-    with --device cuda); PyTorch on the CPU reproduces its own CPU reference exactly."""
+    """benchmarks/gpu_inference.py runs every phase with --device cpu --quick (on a machine with a GPU,
+    benchmarks/device_session.sh runs it with --device cuda); PyTorch on the CPU reproduces its own CPU reference exactly."""
     out = tmp_path / "dry.json"
     run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_inference.py"), "--device", "cpu", "--quick",
                           "--backends", "torch,onnx", "--no-cli", "--cpu-threads", "1", "--json", str(out)],

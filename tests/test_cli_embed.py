@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import CHR17_LENGTH, EXAMPLE_FASTA
 
 import mergedna_cli
 from mergedna_cli.engine.backends import TorchBackend
@@ -27,9 +26,6 @@ from mergedna_cli.io.reference import Reference
 from mergedna_cli.io.regions import Region
 from mergedna_cli.model import MergeDNA, MergeDNAConfig
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-REAL_REF = SHARED_DATA / "grch38_chr17_brca1_region" / "GRCh38_chr17_brca1_region.fa.gz"
-CHR17_LENGTH = 83_257_441
 BRCA1 = 43_044_294   # 0-based
 
 # BED regions (0-based); the second has no name column, the third crosses the contig end
@@ -53,9 +49,8 @@ BED_REGIONS = [
 
 @pytest.fixture(scope="module")
 def ref_path() -> Path:
-    if not REAL_REF.is_file():
-        pytest.skip(f"real reference not found at {REAL_REF}")
-    return REAL_REF
+    """The README's example chr17 (full length; real sequence around BRCA1, N elsewhere)."""
+    return EXAMPLE_FASTA
 
 
 @pytest.fixture(scope="module")
@@ -71,16 +66,14 @@ def cache_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def env(cache_dir) -> dict:
-    environ = dict(os.environ, MERGEDNA_CACHE=str(cache_dir), OMP_WAIT_POLICY="PASSIVE")
-    environ.pop("COLUMNS", None)   # what a pipeline step sees: no terminal width
-    return environ
+    # what a pipeline step sees: no terminal width
+    return {"MERGEDNA_CACHE": str(cache_dir), "OMP_WAIT_POLICY": "PASSIVE", "COLUMNS": None}
 
 
 @pytest.fixture
-def cli(env, tmp_path):
+def cli(run_cli, env, tmp_path):
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "mergedna_cli", *map(str, args)], cwd=tmp_path,
-                              env=env, capture_output=True, text=True, timeout=300)
+        return run_cli(*args, cwd=tmp_path, env=env, timeout=300)
     return run
 
 
@@ -350,11 +343,9 @@ def test_export_onnx_command(cli, model_dir, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def info_run(env, model_dir, tmp_path_factory) -> subprocess.CompletedProcess:
+def info_run(run_cli, env, model_dir, tmp_path_factory) -> subprocess.CompletedProcess:
     """`mergedna info` run once for the two checks below (each run costs a torch import)."""
-    return subprocess.run([sys.executable, "-m", "mergedna_cli", "info", "--model", str(model_dir)],
-                          cwd=tmp_path_factory.mktemp("info"), env=env, capture_output=True,
-                          text=True, timeout=300)
+    return run_cli("info", "--model", model_dir, cwd=tmp_path_factory.mktemp("info"), env=env, timeout=300)
 
 
 def weights_sha(model_dir) -> str:

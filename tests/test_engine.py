@@ -1,7 +1,7 @@
 """The inference engine: window tiling, batching, strand averaging, per-token spans, ONNX parity.
 
-A tiny random model (seeded) is saved once per module; the real chr17 reference supplies the
-sequence (tests skip without it). Everything runs on one CPU thread in well under a second each,
+A tiny random model (seeded) is saved once per module; the README's example chr17 (docs/example:
+full length, real sequence around BRCA1, N elsewhere) supplies the sequence. Everything runs on one CPU thread in well under a second each,
 apart from the one ONNX export (about 2 s).
 """
 
@@ -12,23 +12,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import CHR17_LENGTH, EXAMPLE_FASTA, EXAMPLE_FIRST_REAL
 
 from mergedna_cli.alphabet import PAD, decode, reverse_complement
 from mergedna_cli.engine import onnx_export
 from mergedna_cli.engine.backends import ONNX_MAX_ROWS, OnnxBackend, TorchBackend
 from mergedna_cli.engine.engine import Engine
+from mergedna_cli.engine.load import parity_sequences
 from mergedna_cli.engine.onnx_export import ParityError, ParityReport, export_onnx
 from mergedna_cli.engine.windows import default_flank, tile
 from mergedna_cli.io.reference import Reference
 from mergedna_cli.io.regions import Region
 from mergedna_cli.model import MergeDNAConfig
-from mergedna_cli.engine.load import parity_sequences
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-REAL_REF = SHARED_DATA / "grch38_chr17_brca1_region" / "GRCh38_chr17_brca1_region.fa.gz"
-CHR17_LENGTH = 83_257_441
 BRCA1 = 43_044_294          # 0-based start of BRCA1 (GRCh38), inside the real sequence
-REAL_FIRST = 42_424_999     # 0-based first real base; N before it
+REAL_FIRST = EXAMPLE_FIRST_REAL  # 0-based first real base; N before it
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -54,9 +52,7 @@ def backend(model_dir) -> TorchBackend:
 
 @pytest.fixture(scope="module")
 def reference() -> Reference:
-    if not REAL_REF.is_file():
-        pytest.skip(f"real reference not found at {REAL_REF}")
-    return Reference(REAL_REF)
+    return Reference(EXAMPLE_FASTA)
 
 
 def embed(backend, reference, regions, **kwargs):

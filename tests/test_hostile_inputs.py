@@ -1,5 +1,5 @@
-"""Hostile and unusual inputs, the way real VCFs and real habits arrive (issue 17 and the earlier
-edge cases): every case ends in a scored output that keeps every record, or a one-line error with
+"""Hostile and unusual inputs, the way real VCFs and real habits arrive (non-UTF-8 bytes, BCF,
+CRLF, POS 0, a full disk, read-only folders, wrong builds): every case ends in a scored output that keeps every record, or a one-line error with
 an exit code; never a traceback, never a lost record, never an overwritten input.
 
 Most commands run in-process (`mergedna_cli.cli.app.main`, torch imported once); those that read
@@ -68,12 +68,6 @@ def run(*args: str) -> Result:
     return Result(code, out.getvalue(), err.getvalue())
 
 
-def run_process(*args: str, stdin: bytes | None = None, preexec=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mergedna_cli", *map(str, args)], input=stdin,
-                          capture_output=True, timeout=300, preexec_fn=preexec,
-                          env={**os.environ, "MERGEDNA_CACHE": "/tmp/mdna-test-cache"})
-
-
 def score(model: str, vcf, out, *extra: str) -> list[str]:
     return ["score", "--model", model, "--fasta", REF, "--vcf", vcf, "-o", out, "--threads", "1",
             "--quiet", *extra]
@@ -106,9 +100,9 @@ def write_vcf(path: Path, *lines: str, header: str = HEADER) -> Path:
 
 # -- 1, 2: BCF on stdin; bytes that are not UTF-8 -------------------------------------------------
 @needs_bcftools
-def test_bcf_on_stdin_and_bcf_file(model, tmp_path):
+def test_bcf_on_stdin_and_bcf_file(run_cli, model, tmp_path):
     bcf = subprocess.run(["bcftools", "view", "-Ou", str(CLINVAR)], capture_output=True, check=True).stdout
-    done = run_process(*score(model, "-", "-"), stdin=bcf)
+    done = run_cli(*score(model, "-", "-"), text=False, timeout=300, input=bcf)
     assert done.returncode == 0, done.stderr
     out = records(done.stdout)
     assert len(out) == 284 and all(info(r)["MDNA_STATUS"] == "ok" for r in out)
@@ -117,7 +111,7 @@ def test_bcf_on_stdin_and_bcf_file(model, tmp_path):
     assert [r[:5] for r in records(tmp_path / "o.vcf")] == [r[:5] for r in out]
 
 
-def test_non_utf8_bytes_come_back_byte_for_byte(model, tmp_path):
+def test_non_utf8_bytes_come_back_byte_for_byte(run_cli, model, tmp_path):
     ref = seq(43045704, 43045705)
     raw = (HEADER.encode() + f"chr17\t43045705\tlatin\t{ref}\tG\t.\t.\tNOTE=caf".encode() + b"\xe9\n")
     vcf = tmp_path / "latin1.vcf"
@@ -129,7 +123,7 @@ def test_non_utf8_bytes_come_back_byte_for_byte(model, tmp_path):
         data = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
         line = [x for x in data.splitlines() if not x.startswith(b"#")][0]
         assert line.startswith(raw.splitlines()[-1] + b";MDNA_LLR=")
-    stdin = run_process(*score(model, "-", "-"), stdin=raw)
+    stdin = run_cli(*score(model, "-", "-"), text=False, timeout=300, input=raw)
     assert stdin.returncode == 0 and (b"NOTE=caf\xe9;MDNA_LLR=") in stdin.stdout
 
 
@@ -241,14 +235,14 @@ def test_pos_zero_trailing_semicolon_crlf_and_old_keys(model, tmp_path):
 
 
 # -- 6: a full disk names the file and leaves no temporaries ---------------------------------------
-def test_full_disk_names_the_output_and_leaves_nothing(model, tmp_path):
+def test_full_disk_names_the_output_and_leaves_nothing(run_cli, model, tmp_path):
     out = tmp_path / "o.vcf"
     limit = 20_000  # bytes: the annotated VCF is larger; Python ignores SIGXFSZ, so write() fails
 
     def small_files():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    done = run_process(*score(model, "-", out), stdin=gzip.decompress(CLINVAR.read_bytes()),
-                       preexec=small_files)
+    done = run_cli(*score(model, "-", out), text=False, timeout=300, input=gzip.decompress(CLINVAR.read_bytes()),
+                   preexec_fn=small_files)
     assert done.returncode == 1
     message = done.stderr.decode().strip()
     assert message.startswith("mergedna: error: File too large") and str(out) in message, message

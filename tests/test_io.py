@@ -2,7 +2,7 @@
 
 Coordinates: region strings are 1-based inclusive (like samtools) and come back 0-based half-open;
 BED is 0-based half-open already. Small FASTAs are written by the tests; the real chr17 reference is
-used where it exists (skipped otherwise).
+the README's example (docs/example), and the larger shared copy in an extended test.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pysam
 import pytest
+from conftest import CHR17_LENGTH, EXAMPLE_FASTA, EXAMPLE_FIRST_REAL
 
 from mergedna_cli.alphabet import N, encode
 from mergedna_cli.errors import InputError, UsageError
@@ -23,16 +24,7 @@ from mergedna_cli.io.embedding_writer import EmbeddingWriter, format_for
 from mergedna_cli.io.reference import Reference
 from mergedna_cli.io.regions import Region, parse_region, read_bed
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-REAL_REF = SHARED_DATA / "grch38_chr17_brca1_region" / "GRCh38_chr17_brca1_region.fa.gz"
-CHR17_LENGTH = 83_257_441
-
-
-@pytest.fixture(scope="module")
-def real_ref_path() -> Path:
-    if not REAL_REF.is_file():
-        pytest.skip(f"real reference not found at {REAL_REF}")
-    return REAL_REF
+SHARED_REF = "grch38_chr17_brca1_region/GRCh38_chr17_brca1_region.fa.gz"
 
 
 def write_fasta(path: Path, records: dict[str, str], width: int = 7) -> Path:
@@ -329,17 +321,28 @@ def test_fetch_ids_pads_with_n_past_contig_ends(tmp_path, start, end):
     assert ref.fetch_text("c", start, end) == seq[max(start, 0):max(min(end, len(seq)), 0)]
 
 
-def test_real_reference(real_ref_path):
-    ref = Reference(real_ref_path)
+def check_real_reference(path: Path, first_real: int) -> None:
+    ref = Reference(path)
     assert ref.lengths == {"chr17": CHR17_LENGTH}
     assert ref.require("17") == "chr17"
     brca1 = ref.fetch_ids("chr17", 43_044_294, 43_044_394)
     assert set(np.unique(brca1)) <= {0, 1, 2, 3} and len(set(np.unique(brca1))) == 4
-    # real sequence is 42,425,000-43,600,000 (1-based); N outside, then padding past the end
-    edge = ref.fetch_ids("chr17", 42_424_990, 42_425_010)
+    # real sequence from 0-based first_real; N before it, then padding past the end
+    edge = ref.fetch_ids("chr17", first_real - 9, first_real + 11)
     assert (edge[:9] == N).all() and (edge[9:] < 4).all()
     tail = ref.fetch_ids("chr17", CHR17_LENGTH - 5, CHR17_LENGTH + 5)
     assert len(tail) == 10 and (tail == N).all()
+
+
+def test_real_reference():
+    """The example chr17: real sequence is 43,020,001-43,150,000 (1-based)."""
+    check_real_reference(EXAMPLE_FASTA, EXAMPLE_FIRST_REAL)
+
+
+@pytest.mark.extended
+def test_real_reference_shared(shared_data_dir):
+    """The shared chr17: real sequence is 42,425,000-43,600,000 (1-based)."""
+    check_real_reference(shared_data_dir / SHARED_REF, 42_424_999)
 
 
 def test_io_does_not_import_torch():

@@ -1,17 +1,25 @@
 """The bidirectional k-mer baseline: counts, smoothing, N fallback, selection, evaluation."""
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import YEAST_FASTA
 
 from mergedna_cli.alphabet import N, encode, reverse_complement
 from mergedna_cli.training.evaluation import masked_positions
-from mergedna_cli.training.kmer_baseline import (
-    BidirectionalKmerModel, count_tables, evaluate, kmer_masked_eval, select_and_fit, select_k,
-    split_train_val)
 
-YEAST = Path(__file__).resolve().parents[2] / "shared/data/pretrain_corpus/yeast_R64_chrI.fa.gz"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from kmer_baseline import (  # noqa: E402  (a benchmark tool, not in the package)
+    BidirectionalKmerModel,
+    count_tables,
+    evaluate,
+    kmer_masked_eval,
+    select_and_fit,
+    select_k,
+    split_train_val,
+)
 
 
 def _brute_counts(arrays, weights, k, both_strands):
@@ -111,11 +119,10 @@ def test_both_strands_model_is_strand_symmetric():
     np.testing.assert_allclose(fwd, rev[::-1])  # A<->T, C<->G
 
 
-@pytest.mark.skipif(not YEAST.is_file(), reason="yeast FASTA not available")
 def test_select_k_prefers_context_on_yeast():
     from mergedna_cli.io.fasta_records import iter_fasta_records
 
-    seq = np.concatenate([encode(s) for _, s in iter_fasta_records(YEAST)])[:120_000]
+    seq = np.concatenate([encode(s) for _, s in iter_fasta_records(YEAST_FASTA)])[:120_000]
     train, val = split_train_val([seq], 0.2)
     best_k, alphas, rows = select_k(train, val, ks=range(0, 4))
     assert best_k >= 1 and len(alphas) == best_k + 1

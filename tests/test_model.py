@@ -9,13 +9,12 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import PAD, YEAST_FASTA, build_model, random_ids, tiny_config
 from safetensors.torch import load_file, save_file
 
-from conftest import PAD, build_model, random_ids, tiny_config
 from mergedna_cli.errors import ModelError
 from mergedna_cli.model import PRESETS, MergeDNA, MergeDNAConfig, load_model, pretraining_losses, save_model
-from mergedna_cli.model.serialization import CONFIG_FILE, WEIGHTS_FILE
-
+from mergedna_cli.model.files import CONFIG_FILE, WEIGHTS_FILE
 
 # -- 6. the grouping projections receive gradient --------------------------------------------
 
@@ -208,14 +207,11 @@ def test_weights_missing_a_tensor_raise_model_error(saved_dir):
 
 # -- 9. a short real-data training run lowers the AMTM loss ----------------------------------
 
-def _load_yeast_prefix(corpus_dir, n_bases: int) -> torch.Tensor:
+def _load_yeast_prefix(n_bases: int) -> torch.Tensor:
     from mergedna_cli.alphabet import encode
     from mergedna_cli.io.fasta_records import iter_fasta_records
 
-    path = corpus_dir / "yeast_R64_chrI.fa.gz"
-    if not path.is_file():
-        pytest.skip(f"{path} not found (the test trains on the first {n_bases} bases of yeast chrI)")
-    _, seq = next(iter_fasta_records(path))
+    _, seq = next(iter_fasta_records(YEAST_FASTA))  # the first 120 kb of yeast chrI (tests/data)
     return torch.from_numpy(encode(seq[:n_bases]).astype(np.int64))
 
 
@@ -228,7 +224,7 @@ def _masked_eval(model, windows: torch.Tensor):
     return losses.amtm.item(), losses.masked_ce.item()
 
 
-def test_tiny_model_learns_real_sequence(pretrain_corpus_dir):
+def test_tiny_model_learns_real_sequence():
     """150 AdamW steps on 8 windows of 256 bases from the first 20 kb of yeast chrI.
 
     AMTM = masked-base CE summed / masked tokens, so it also moves with the size of the masked
@@ -240,7 +236,7 @@ def test_tiny_model_learns_real_sequence(pretrain_corpus_dir):
     # 1 kb: short enough for the tiny model to learn within 200 steps. Single-base masking on
     # DNA it cannot memorise improves only slowly (ln 4 = 1.386 -> ~1.3), too little to test;
     # measured here: 1 kb, lr 4e-3, 200 steps: masked CE 1.348 -> 1.152 (3 kb: 1.376 -> 1.35).
-    ids = _load_yeast_prefix(pretrain_corpus_dir, 1_000)
+    ids = _load_yeast_prefix(1_000)
     assert len(ids) == 1_000 and int(ids.max()) <= 4
     window, batch, steps = 256, 8, 200
     eval_windows = torch.stack([ids[s: s + window] for s in range(0, 744, 50)])  # 15 fixed

@@ -3,10 +3,10 @@ threads, logs and exit codes."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import importlib.util
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,29 +17,22 @@ import numpy as np
 import pyBigWig
 import pysam
 import pytest
+from conftest import EXAMPLE_FASTA, EXAMPLE_VCF
 
 from mergedna_cli.errors import MergeDNAError
 from mergedna_cli.pipelines.resume import PartialDir
 
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLE = REPO / "docs" / "example"
-SHARED = REPO.parent / "shared" / "data"
-# The shared ClinVar BRCA1 VCF and reference when present; the copies shipped in docs/example
-# (the same 284 records, byte for byte; the reference cut to the BRCA1 locus) otherwise.
-if (SHARED / "clinvar_brca1_2018" / "variants.vcf.gz").is_file():
-    VCF = SHARED / "clinvar_brca1_2018" / "variants.vcf.gz"
-    REF = SHARED / "grch38_chr17_brca1_region" / "GRCh38_chr17_brca1_region.fa.gz"
-else:
-    VCF, REF = EXAMPLE / "clinvar_brca1.vcf.gz", EXAMPLE / "brca1_chr17.fa.gz"
+# The README's example ClinVar BRCA1 VCF (284 records, the shared set's byte for byte) and chr17
+VCF, REF = EXAMPLE_VCF, EXAMPLE_FASTA
 SNAKEFILE = REPO / "workflows" / "snakemake" / "Snakefile"
-# Subprocesses find `mergedna` and `python` of this environment, and stay on one thread.
-ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-       "OMP_NUM_THREADS": "1", "MERGEDNA_CACHE": "/tmp/mdna-test-cache"}
+# Subprocesses (run_cli puts this environment's `mergedna` and `python` first on PATH) stay on one thread.
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
-def mergedna(*args, cwd=None, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mergedna_cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=600, env=ENV, cwd=cwd, **kwargs)
+@pytest.fixture
+def mergedna(run_cli):
+    return functools.partial(run_cli, env=ONE_THREAD)
 
 
 def vcf_text(path: Path) -> tuple[list[str], list[str]]:
@@ -81,7 +74,7 @@ needs_snakemake = pytest.mark.skipif(importlib.util.find_spec("snakemake") is No
 
 
 @needs_snakemake
-def test_snakemake_three_shards_equal_a_single_run(tmp_path):
+def test_snakemake_three_shards_equal_a_single_run(mergedna, run_cli, tmp_path):
     """The workflow scores the BRCA1 VCF in 3 shards with the shipped model; the joined VCF has
     exactly the records (and header) of one unsharded run, and is bgzipped and indexed."""
     single = tmp_path / "single.vcf.gz"
@@ -93,7 +86,7 @@ def test_snakemake_three_shards_equal_a_single_run(tmp_path):
     work = tmp_path / "work"
     run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--configfile", str(config),
                           "--directory", str(work), "--cores", "2", "--quiet"],
-                         capture_output=True, text=True, timeout=900, env=ENV)
+                         capture_output=True, text=True, timeout=900, env=run_cli.env(ONE_THREAD))
     assert run.returncode == 0, run.stdout + run.stderr
     merged = work / "results" / "brca1.scored.vcf.gz"
     assert vcf_text(merged) == vcf_text(single)
@@ -107,7 +100,7 @@ def test_snakemake_three_shards_equal_a_single_run(tmp_path):
 
 
 @needs_snakemake
-def test_snakemake_plans_one_tracks_job_per_contig(tmp_path):
+def test_snakemake_plans_one_tracks_job_per_contig(run_cli, tmp_path):
     config = tmp_path / "config.yaml"
     bed = tmp_path / "regions.bed"
     bed.write_text("chr17\t43044294\t43045802\nchr1\t100\t200\nchr17\t43124000\t43125483\n")
@@ -115,7 +108,7 @@ def test_snakemake_plans_one_tracks_job_per_contig(tmp_path):
                                   "tracks": {"enabled": True, "regions": str(bed), "signals": True}}))
     run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--configfile", str(config),
                           "--directory", str(tmp_path), "--cores", "2", "--dry-run"],
-                         capture_output=True, text=True, timeout=300, env=ENV)
+                         capture_output=True, text=True, timeout=300, env=run_cli.env(ONE_THREAD))
     assert run.returncode == 0, run.stdout + run.stderr
     counts = {line.split()[0]: int(line.split()[1]) for line in run.stdout.splitlines()
               if line.split()[:1] and line.split()[0] in ("score_shard", "tracks_contig", "join_tracks")}
@@ -124,7 +117,7 @@ def test_snakemake_plans_one_tracks_job_per_contig(tmp_path):
 
 
 # -- resumable score -----------------------------------------------------------------------------
-def test_score_killed_then_rerun_gives_the_uninterrupted_output(tiny_model_dir, tmp_path):
+def test_score_killed_then_rerun_gives_the_uninterrupted_output(mergedna, run_cli, tiny_model_dir, tmp_path):
     """SIGKILL once some chunks are finished: nothing appears under the final names; the rerun
     resumes from the finished chunks and writes byte-identical files (same command, other folder)."""
     args = ["score", "--model", tiny_model_dir, "--fasta", REF, "--vcf", VCF, "-o", "out.vcf.gz",
@@ -133,8 +126,8 @@ def test_score_killed_then_rerun_gives_the_uninterrupted_output(tiny_model_dir, 
     whole.mkdir(), killed.mkdir()
     assert mergedna(*args, cwd=whole).returncode == 0
     partial = killed / "out.vcf.gz.partial"
-    process = subprocess.Popen([sys.executable, "-m", "mergedna_cli", *map(str, args)], cwd=killed, env=ENV,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = run_cli.popen(*args, cwd=killed, env=ONE_THREAD, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
     kill_when(process, lambda: len(finished(partial, "chunk-*.jsonl")) >= 2)
     done = max(int(p.stem.split("-")[2]) for p in finished(partial, "chunk-*.jsonl"))  # chunk-FIRST-END
     assert not (killed / "out.vcf.gz").exists() and not (killed / "out.vcf.gz.tbi").exists()
@@ -149,7 +142,7 @@ def test_score_killed_then_rerun_gives_the_uninterrupted_output(tiny_model_dir, 
     assert sorted(p.name for p in killed.iterdir()) == ["out.vcf.gz", "out.vcf.gz.tbi", "skipped.tsv"]
 
 
-def test_score_chunk_size_does_not_change_scores(tiny_model_dir, tmp_path):
+def test_score_chunk_size_does_not_change_scores(mergedna, tiny_model_dir, tmp_path):
     vcf = first_records(VCF, 60, tmp_path / "first60.vcf")
     out = {}
     for chunk in (3, 2048):
@@ -184,14 +177,14 @@ def test_partial_dir_manifest_restart_and_lock(tmp_path):
 TRACK_FILES = ("tokens.bed", "boundary.bw", "token_length.bw", "entropy.bw", "llr.bw", "tracks.json")
 
 
-def test_tracks_killed_then_rerun_gives_the_uninterrupted_output(tiny_model_dir, tmp_path):
+def test_tracks_killed_then_rerun_gives_the_uninterrupted_output(mergedna, run_cli, tiny_model_dir, tmp_path):
     args = ["tracks", "--model", tiny_model_dir, "--fasta", REF, "--region", "chr17:43,044,295-43,046,294",
             "--signals", "-o", "t", "--chunk-bases", "128", "--threads", "1"]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     whole.mkdir(), killed.mkdir()
     assert mergedna(*args, cwd=whole).returncode == 0
-    process = subprocess.Popen([sys.executable, "-m", "mergedna_cli", *map(str, args)], cwd=killed, env=ENV,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = run_cli.popen(*args, cwd=killed, env=ONE_THREAD, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
     kill_when(process, lambda: len(finished(killed / "t.partial", "unit-*.npz")) >= 2)
     assert not any((killed / f"t.{name}").exists() for name in TRACK_FILES)
     run = mergedna(*args, cwd=killed)
@@ -202,7 +195,7 @@ def test_tracks_killed_then_rerun_gives_the_uninterrupted_output(tiny_model_dir,
     assert not (killed / "t.partial").exists()
 
 
-def test_merge_tracks_of_per_contig_runs_equals_one_run(tiny_model_dir, tmp_path):
+def test_merge_tracks_of_per_contig_runs_equals_one_run(mergedna, tiny_model_dir, tmp_path):
     rng = np.random.default_rng(0)
     acgt = lambda n: "".join(rng.choice(list("ACGT"), n))
     fasta = tmp_path / "g.fa"
@@ -231,7 +224,7 @@ def test_merge_tracks_of_per_contig_runs_equals_one_run(tiny_model_dir, tmp_path
 
 
 # -- threads, logs, exit codes -------------------------------------------------------------------
-def test_threads_reach_torch_onnxruntime_and_thread_pools(tiny_model_dir, tmp_path):
+def test_threads_reach_torch_onnxruntime_and_thread_pools(run_cli, tiny_model_dir, tmp_path):
     """--threads N is applied before numpy/torch load (OpenMP, OpenBLAS, Arrow pools), to torch's
     intra-op pool and to ONNX Runtime's session."""
     code = (
@@ -245,13 +238,13 @@ def test_threads_reach_torch_onnxruntime_and_thread_pools(tiny_model_dir, tmp_pa
         "onnx = make_backend('mergedna-small', 'onnx', 'cpu', threads=1)\n"
         "print(torch.get_num_threads(), os.environ['OMP_NUM_THREADS'], os.environ['OPENBLAS_NUM_THREADS'],"
         " onnx.session.get_session_options().intra_op_num_threads)\n")
-    env = {k: v for k, v in ENV.items() if not k.endswith("_NUM_THREADS")}
+    env = {k: v for k, v in run_cli.env().items() if not k.endswith("_NUM_THREADS")}
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["1", "1", "1", "1"]
 
 
-def test_logs_on_stderr_no_progress_bar_without_a_terminal_and_quiet(tiny_model_dir, tmp_path):
+def test_logs_on_stderr_no_progress_bar_without_a_terminal_and_quiet(mergedna, tiny_model_dir, tmp_path):
     vcf = first_records(VCF, 5, tmp_path / "first5.vcf")
     args = ["score", "--model", tiny_model_dir, "--fasta", REF, "--vcf", vcf, "-o", "-", "--threads", "1"]
     run = mergedna(*args)
@@ -263,7 +256,7 @@ def test_logs_on_stderr_no_progress_bar_without_a_terminal_and_quiet(tiny_model_
     assert quiet.returncode == 0 and quiet.stderr == "" and records(quiet.stdout) == records(run.stdout)
 
 
-def test_new_options_exit_codes(tiny_model_dir, tmp_path):
+def test_new_options_exit_codes(mergedna, tiny_model_dir, tmp_path):
     run = mergedna("score", "--fasta", REF, "--vcf", VCF, "-o", tmp_path / "o.vcf", "--chunk-records", "0")
     assert run.returncode == 2 and run.stderr.startswith("mergedna: error:")
     run = mergedna("tracks", "--model", tiny_model_dir, "--fasta", REF, "--genome", "--contig", "chrZ",

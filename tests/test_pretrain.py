@@ -10,30 +10,21 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import YEAST_FASTA
 
 from mergedna_cli.alphabet import N
 from mergedna_cli.training.corpus import Corpus, CorpusSource, WindowSampler
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-YEAST = SHARED / "pretrain_corpus" / "yeast_R64_chrI.fa.gz"
-
-pytestmark = pytest.mark.skipif(not YEAST.exists(), reason=f"shared data not found at {SHARED}")
 
 
 @pytest.fixture(scope="module")
 def genome(tmp_path_factory) -> Path:
     """30 kb of real yeast sequence, soft-masked in part, as a gzip FASTA."""
-    with gzip.open(YEAST, "rt") as handle:
+    with gzip.open(YEAST_FASTA, "rt") as handle:
         seq = "".join(line.strip() for line in handle if not line.startswith(">"))[:30_000]
     path = tmp_path_factory.mktemp("genome") / "yeast30k.fa.gz"
     with gzip.open(path, "wt") as out:
         out.write(">chrI_part\n" + seq[:20_000].lower() + seq[20_000:] + "\n")
     return path
-
-
-def mergedna(*args: str, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mergedna_cli", *args], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, timeout=300)
 
 
 def train_args(genome: Path, out: Path, steps: int) -> list[str]:
@@ -48,29 +39,29 @@ def losses(out: Path) -> dict[int, float]:
     return {r["step"]: r["total"] for r in rows if "total" in r}
 
 
-def test_init_from_starts_a_new_stage_from_a_models_weights(genome, tmp_path):
+def test_init_from_starts_a_new_stage_from_a_models_weights(run_cli, genome, tmp_path):
     from mergedna_cli.model import load_model
-    from mergedna_cli.model.serialization import weights_sha256
+    from mergedna_cli.model.files import weights_sha256
 
     first, second = tmp_path / "first", tmp_path / "second"
-    assert mergedna(*train_args(genome, first, 2)).returncode == 0
+    assert run_cli(*train_args(genome, first, 2)).returncode == 0
     args = [a for a in train_args(genome, second, 3) if a not in ("--preset", "tiny")]
-    run = mergedna(*args, "--init-from", str(first), "--lr", "0")  # lr 0: the weights stay put
+    run = run_cli(*args, "--init-from", str(first), "--lr", "0")  # lr 0: the weights stay put
     assert run.returncode == 0, run.stderr
     a, b = load_model(first).state_dict(), load_model(second).state_dict()
     assert all((a[k] == b[k]).all() for k in a)
     record = json.loads((second / "training.json").read_text())
     assert record["step"] == 3 and record["init_from"]["sha256"] == weights_sha256(first)
     assert record["init_from"]["bases_seen"] == 2 * 4 * 128
-    clash = mergedna(*args, "--init-from", str(first), "--resume")
+    clash = run_cli(*args, "--init-from", str(first), "--resume")
     assert clash.returncode != 0 and "cannot be combined with --resume" in clash.stderr
 
 
-def test_resume_continues_exactly(genome, tmp_path):
+def test_resume_continues_exactly(run_cli, genome, tmp_path):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    assert mergedna(*train_args(genome, straight, 4)).returncode == 0
-    assert mergedna(*train_args(genome, resumed, 2)).returncode == 0
-    run = mergedna(*train_args(genome, resumed, 4), "--resume")
+    assert run_cli(*train_args(genome, straight, 4)).returncode == 0
+    assert run_cli(*train_args(genome, resumed, 2)).returncode == 0
+    run = run_cli(*train_args(genome, resumed, 4), "--resume")
     assert run.returncode == 0, run.stderr
     a, b = losses(straight), losses(resumed)
     assert sorted(b) == [1, 2, 3, 4]
@@ -80,31 +71,31 @@ def test_resume_continues_exactly(genome, tmp_path):
     assert info["step"] == 4 and info["bases_seen"] == 4 * 4 * 128
 
 
-def test_corrupt_checkpoint_is_a_clear_error(genome, tmp_path):
+def test_corrupt_checkpoint_is_a_clear_error(run_cli, genome, tmp_path):
     out = tmp_path / "run"
-    assert mergedna(*train_args(genome, out, 2)).returncode == 0
+    assert run_cli(*train_args(genome, out, 2)).returncode == 0
     latest = out / "checkpoints" / (out / "checkpoints" / "latest").read_text().strip()
     blob = (latest / "optimizer.safetensors").read_bytes()
     (latest / "optimizer.safetensors").write_bytes(blob[: len(blob) // 2])
-    run = mergedna(*train_args(genome, out, 4), "--resume")
+    run = run_cli(*train_args(genome, out, 4), "--resume")
     assert run.returncode == 1
     assert run.stderr.startswith("mergedna: error: checkpoint") and "corrupt" in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr
 
 
-def test_refuses_to_overwrite_checkpoints_without_resume(genome, tmp_path):
+def test_refuses_to_overwrite_checkpoints_without_resume(run_cli, genome, tmp_path):
     out = tmp_path / "run"
-    assert mergedna(*train_args(genome, out, 2)).returncode == 0
-    run = mergedna(*train_args(genome, out, 4))
+    assert run_cli(*train_args(genome, out, 2)).returncode == 0
+    run = run_cli(*train_args(genome, out, 4))
     assert run.returncode == 2 and "--resume" in run.stderr
 
 
-def test_two_process_gloo_run(genome, tmp_path):
+def test_two_process_gloo_run(run_cli, genome, tmp_path):
     out = tmp_path / "ddp"
     run = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
          "29533", "-m", "mergedna_cli", *train_args(genome, out, 3)],
-        capture_output=True, text=True, timeout=300)
+        capture_output=True, text=True, timeout=300, env=run_cli.env())
     assert run.returncode == 0, run.stderr[-2000:]
     info = json.loads((out / "training.json").read_text())
     assert info["world_size"] == 2 and info["step"] == 3
@@ -135,15 +126,14 @@ def test_sampling_weights_follow_files(tmp_path):
     assert 0.85 < share_a < 0.95  # 9:1 weighting
 
 
-def test_sigterm_saves_checkpoint_and_record(genome, tmp_path):
+def test_sigterm_saves_checkpoint_and_record(run_cli, genome, tmp_path):
     import signal
     import time
 
     out = tmp_path / "killed"
     args = train_args(genome, out, 10_000)
     args[args.index("--checkpoint-every") + 1] = "100000"  # only the signal can trigger a save
-    proc = subprocess.Popen([sys.executable, "-m", "mergedna_cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = run_cli.popen(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = out / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
@@ -244,9 +234,9 @@ def test_repeat_weight_scales_only_the_lower_case_bases():
         assert abs(float(getattr(mixed, key).detach()) - float(getattr(run(None), key).detach())) > 1e-4, key
 
 
-def test_repeat_weight_is_recorded(genome, tmp_path):
+def test_repeat_weight_is_recorded(run_cli, genome, tmp_path):
     out = tmp_path / "rw"
-    run = mergedna(*train_args(genome, out, 2), "--repeat-weight", "0.1")
+    run = run_cli(*train_args(genome, out, 2), "--repeat-weight", "0.1")
     assert run.returncode == 0, run.stderr
     info = json.loads((out / "training.json").read_text())
     assert info["repeat_weight"] == 0.1 and info["settings"]["repeat_weight"] == 0.1

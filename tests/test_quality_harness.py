@@ -1,6 +1,6 @@
 """The model-quality harness: benchmarks/zero_shot.py metrics, benchmarks/calibration.py and
 benchmarks/model_ladder.py. Metrics on hand-made inputs; the end-to-end run on a tiny model and
-the first variants of the shared BRCA1 sets skips without ../shared/data."""
+the first variants of the shared BRCA1 sets is an extended test (it reads ../shared/data)."""
 
 from __future__ import annotations
 
@@ -18,11 +18,6 @@ import calibration  # noqa: E402
 import model_ladder  # noqa: E402
 import zero_shot  # noqa: E402
 from zero_shot import auroc, auroc_ci, class_aurocs, contrast_auroc, paired_difference_ci, set_metrics  # noqa: E402
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_shared = pytest.mark.skipif(not (SHARED / "brca1_sge_findlay2018").is_dir(),
-                                  reason=f"shared data not found at {SHARED}")
-
 
 # ---------------------------------------------------------------------------------------------
 # metrics on hand-made inputs
@@ -251,8 +246,8 @@ def test_ladder_refuses_what_is_not_a_model_or_a_run(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # end to end on a tiny model
 
-@needs_shared
-def test_harness_quick_on_a_tiny_model(tiny_model_dir, tmp_path):
+@pytest.mark.extended  # the harness's sets and held-out FASTA are the shared benchmark data
+def test_harness_quick_on_a_tiny_model(shared_data_dir, tiny_model_dir, tmp_path):
     from mergedna_cli.model import load_model
     from mergedna_cli.model.files import weights_sha256
 

@@ -4,18 +4,14 @@ Runtime matches PyTorch on it within 1e-4."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import EXAMPLE_FASTA, EXAMPLE_VCF
 
-from mergedna_cli.model.serialization import weights_sha256
+from mergedna_cli.model.files import weights_sha256
 from mergedna_cli.model_dirs import resolve_model_dir
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-REF = SHARED / "grch38_chr17_brca1_region" / "GRCh38_chr17_brca1_region.fa.gz"
 
 
 @pytest.fixture(scope="module")
@@ -31,37 +27,34 @@ def test_card_names_the_weights(shipped):
     assert size_mb < 25
 
 
-def test_the_larger_shipped_model_loads_by_name():
+def test_the_larger_shipped_model_loads_by_name(run_cli):
     base = resolve_model_dir("mergedna-base")
     assert weights_sha256(base) in (base / "MODEL_CARD.md").read_text()
     assert (base / "model.safetensors").stat().st_size / 1e6 < 25
-    run = subprocess.run([sys.executable, "-m", "mergedna_cli", "info", "--model", "mergedna-base"],
-                         capture_output=True, text=True, timeout=120)
+    run = run_cli("info", "--model", "mergedna-base", timeout=120)
     assert run.returncode == 0, run.stderr
     facts = dict(line.split("\t", 1) for line in run.stdout.splitlines())
     assert facts["preset"] == "base" and facts["weights sha256"] == weights_sha256(base)
 
 
-def test_info_defaults_to_the_shipped_model(shipped):
-    run = subprocess.run([sys.executable, "-m", "mergedna_cli", "info"], capture_output=True, text=True,
-                         timeout=120)
+def test_info_defaults_to_the_shipped_model(run_cli, shipped):
+    run = run_cli("info", timeout=120)
     assert run.returncode == 0, run.stderr
     facts = dict(line.split("\t", 1) for line in run.stdout.splitlines())
     assert facts["weights sha256"] == weights_sha256(shipped)
     assert facts["name"] == "mergedna-small" and re.match(r"[\d,]+$", facts["bases seen"])
 
 
-@pytest.mark.skipif(not REF.exists(), reason=f"shared data not found at {SHARED}")
 def test_onnx_matches_torch_on_the_shipped_model(shipped):
     from mergedna_cli.engine.backends import OnnxBackend, TorchBackend
     from mergedna_cli.engine.onnx_export import parity_check
     from mergedna_cli.io.reference import Reference
-    from mergedna_cli.model.serialization import load_config
+    from mergedna_cli.model.files import load_config
 
     config = load_config(shipped)
     onnx_path = shipped / "model.onnx"
     assert onnx_path.is_file(), "the shipped model should carry its exported ONNX graph"
-    reference = Reference(REF)
+    reference = Reference(EXAMPLE_FASTA)  # real sequence 43,020,001-43,150,000
     starts = np.arange(43_044_000, 43_044_000 + 24 * 4_000, 4_000)
     windows = np.stack([reference.fetch_ids("chr17", s, s + config.context) for s in starts]).astype(np.int64)
     report = parity_check(TorchBackend(shipped, device="cpu", threads=1),
@@ -83,27 +76,22 @@ def test_every_norm_is_fused_in_the_shipped_graphs(shipped):
         assert ops(name).count("SimplifiedLayerNormalization") > 0 and "ReduceMean" not in ops(name), name
 
 
-def test_onnx_inference_runs_without_torch(shipped, tmp_path):
+def test_onnx_inference_runs_without_torch(run_cli, shipped, tmp_path):
     """`--backend onnx` on the shipped model needs only config.json, the weights' sha256 and the
     shipped graphs: score, embed and tracks must not import torch (~1.5 s of start-up per job)."""
     blocked = tmp_path / "blocked"
     blocked.mkdir()
     (blocked / "torch.py").write_text('raise ImportError("torch is blocked in this test")\n')
-    example = Path(__file__).resolve().parents[1] / "docs" / "example"
     out = tmp_path / "scored.vcf.gz"
-    env = {**__import__("os").environ, "PYTHONPATH": str(blocked)}
-    run = subprocess.run([sys.executable, "-m", "mergedna_cli", "score", "--fasta", str(example / "brca1_chr17.fa.gz"),
-                          "--vcf", str(example / "clinvar_brca1.vcf.gz"), "-o", str(out), "--backend", "onnx",
-                          "--device", "cpu", "--threads", "2"], capture_output=True, text=True, timeout=300,
-                         env=env, cwd=tmp_path)
+    env = {"PYTHONPATH": str(blocked)}
+    run = run_cli("score", "--fasta", EXAMPLE_FASTA, "--vcf", EXAMPLE_VCF, "-o", out, "--backend", "onnx",
+                  "--device", "cpu", "--threads", "2", timeout=300, env=env, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "scored 284 records (ok 284)" in run.stderr + run.stdout
-    embed = subprocess.run([sys.executable, "-m", "mergedna_cli", "embed", "--fasta", str(example / "brca1_chr17.fa.gz"),
-                            "--region", "chr17:43,044,295-43,050,000", "-o", str(tmp_path / "e.npz"),
-                            "--backend", "onnx", "--device", "cpu"], capture_output=True, text=True, timeout=300,
-                           env=env, cwd=tmp_path)
+    embed = run_cli("embed", "--fasta", EXAMPLE_FASTA, "--region", "chr17:43,044,295-43,050,000",
+                    "-o", tmp_path / "e.npz", "--backend", "onnx", "--device", "cpu", timeout=300, env=env,
+                    cwd=tmp_path)
     assert embed.returncode == 0, embed.stderr
-    tracks = subprocess.run([sys.executable, "-m", "mergedna_cli", "tracks", "--fasta", str(example / "brca1_chr17.fa.gz"),
-                             "--region", "chr17:43,044,295-43,050,000", "-o", str(tmp_path / "t"), "--backend", "onnx",
-                             "--quiet"], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    tracks = run_cli("tracks", "--fasta", EXAMPLE_FASTA, "--region", "chr17:43,044,295-43,050,000",
+                     "-o", tmp_path / "t", "--backend", "onnx", "--quiet", timeout=300, env=env, cwd=tmp_path)
     assert tracks.returncode == 0, tracks.stderr  # --device auto: ONNX Runtime, not torch, is asked about GPUs

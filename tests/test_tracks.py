@@ -1,26 +1,20 @@
-"""`mergedna tracks`: token BED9 and bigWigs on the real BRCA1 locus (tiny random model)."""
+"""`mergedna tracks`: token BED9 and bigWigs on the real BRCA1 locus (docs/example; tiny random model)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pyBigWig
 import pytest
+from conftest import EXAMPLE_FASTA as REF  # chr17 at full length, real sequence around BRCA1
 
 from mergedna_cli.io.reference import Reference
 from mergedna_cli.io.regions import Region
 from mergedna_cli.pipelines.tracks import genome_regions, sorted_merged
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-REF = SHARED / "grch38_chr17_brca1_region" / "GRCh38_chr17_brca1_region.fa.gz"
 BRCA1 = ("chr17", 43_044_294, 43_125_483)  # chr17:43,044,295-43,125,483, 0-based half-open
-pytestmark = pytest.mark.skipif(not REF.exists(), reason=f"shared data not found at {SHARED}")
 
 
 @pytest.fixture(scope="module")
@@ -28,18 +22,10 @@ def model_dir(tiny_model_dir) -> Path:
     return tiny_model_dir
 
 
-CACHE = tempfile.mkdtemp(prefix="mdna-tracks-cache-")  # --backend auto exports ONNX graphs on CPU
-
-
-def mergedna(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mergedna_cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=600, env={**os.environ, "MERGEDNA_CACHE": CACHE})
-
-
 @pytest.fixture(scope="module")
-def brca1_tracks(model_dir, tmp_path_factory) -> Path:
+def brca1_tracks(run_cli, model_dir, tmp_path_factory) -> Path:
     prefix = tmp_path_factory.mktemp("tracks") / "brca1"
-    run = mergedna("tracks", "--model", model_dir, "--fasta", REF, "--region", "chr17:43,044,295-43,125,483",
+    run = run_cli("tracks", "--model", model_dir, "--fasta", REF, "--region", "chr17:43,044,295-43,125,483",
                    "-o", prefix, "--threads", "1", "--quiet")
     assert run.returncode == 0, run.stderr
     return prefix
@@ -83,9 +69,9 @@ def test_bigwigs_read_back(brca1_tracks):
     assert (meta["backend"], meta["device"]) == ("onnx", "cpu")  # --backend auto on CPU
 
 
-def test_signals_and_track_line(model_dir, tmp_path):
+def test_signals_and_track_line(run_cli, model_dir, tmp_path):
     prefix = tmp_path / "sig"
-    run = mergedna("tracks", "--model", model_dir, "--fasta", REF, "--region", "chr17:43,045,001-43,045,600",
+    run = run_cli("tracks", "--model", model_dir, "--fasta", REF, "--region", "chr17:43,045,001-43,045,600",
                    "-o", prefix, "--threads", "1", "--quiet", "--signals", "--track-line")
     assert run.returncode == 0, run.stderr
     track_line = Path(f"{prefix}.tokens.bed").read_text().splitlines()[0]
@@ -109,16 +95,16 @@ def test_regions_sorted_merged_and_genome_streaming(tmp_path):
         assert list(genome_regions(ref, chunk=chunk)) == [("b", 0, 50), ("b", 200, 290), ("b", 590, 600), ("c", 0, 4)]
 
 
-def test_usage_errors(model_dir, tmp_path):
-    run = mergedna("tracks", "--model", model_dir, "--fasta", REF, "-o", tmp_path / "x")
+def test_usage_errors(run_cli, model_dir, tmp_path):
+    run = run_cli("tracks", "--model", model_dir, "--fasta", REF, "-o", tmp_path / "x")
     assert run.returncode == 2 and "exactly one of --regions" in run.stderr
-    run = mergedna("tracks", "--model", model_dir, "--fasta", REF, "--genome", "-o", tmp_path / "no" / "x")
+    run = run_cli("tracks", "--model", model_dir, "--fasta", REF, "--genome", "-o", tmp_path / "no" / "x")
     assert run.returncode == 1 and "does not exist" in run.stderr
 
 
-def test_torch_backend_gives_the_same_tokens(model_dir, brca1_tracks, tmp_path):
+def test_torch_backend_gives_the_same_tokens(run_cli, model_dir, brca1_tracks, tmp_path):
     prefix = tmp_path / "torch"
-    run = mergedna("tracks", "--model", model_dir, "--fasta", REF, "--region", "chr17:43,044,295-43,125,483",
+    run = run_cli("tracks", "--model", model_dir, "--fasta", REF, "--region", "chr17:43,044,295-43,125,483",
                    "-o", prefix, "--threads", "1", "--quiet", "--backend", "torch", "--device", "cpu",
                    "--batch-size", "16")
     assert run.returncode == 0, run.stderr
@@ -129,13 +115,13 @@ def test_torch_backend_gives_the_same_tokens(model_dir, brca1_tracks, tmp_path):
     assert len(torch_starts ^ auto_starts) <= 0.01 * len(torch_starts)
 
 
-def test_compression_runs_on_torch(model_dir, tmp_path):
+def test_compression_runs_on_torch(run_cli, model_dir, tmp_path):
     region = ("--region", "chr17:43,044,295-43,045,000")
-    run = mergedna("tracks", "--model", model_dir, "--fasta", REF, *region, "-o", tmp_path / "c",
+    run = run_cli("tracks", "--model", model_dir, "--fasta", REF, *region, "-o", tmp_path / "c",
                    "--backend", "onnx", "--compression", "0.4")
     assert run.returncode == 2
     assert "--compression needs --backend torch" in run.stderr
-    run = mergedna("tracks", "--model", model_dir, "--fasta", REF, *region, "-o", tmp_path / "a",
+    run = run_cli("tracks", "--model", model_dir, "--fasta", REF, *region, "-o", tmp_path / "a",
                    "--compression", "0.4", "--threads", "1", "--quiet")  # --backend auto: torch, silently
     assert run.returncode == 0 and run.stderr == "", run.stderr
     meta = json.loads(Path(f"{tmp_path / 'a'}.tracks.json").read_text())

@@ -1,7 +1,8 @@
 """Streaming writers for region embeddings: parquet, TSV or .npz, chosen by extension.
 
 Parquet and TSV are written in row batches (flat memory); .npz is assembled in memory at the end.
-Every writer writes to a temporary name and renames on success.
+The writer is an `AtomicFile`: it writes to a temporary name and renames on `close()`; `abort()`
+(or leaving a `with` block on an exception) removes it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import publish, temp_path
+from ..atomic import AtomicFile
 from ..errors import UsageError
 
 FORMATS = {".parquet": "parquet", ".tsv": "tsv", ".npz": "npz"}
@@ -23,21 +24,37 @@ def format_for(path: str) -> str:
     raise UsageError(f"output '{path}': choose an extension among {', '.join(FORMATS)}")
 
 
-class EmbeddingWriter:
+class _Sink:
+    """The handle behind a parquet or .npz output: `close()` writes what is still buffered and
+    closes the file; after `discard()` it only closes what is open (an aborted output)."""
+
+    def __init__(self, writer: EmbeddingWriter):
+        self.writer, self.discarded = writer, False
+
+    def discard(self) -> None:
+        self.discarded = True
+
+    def close(self) -> None:
+        self.writer._finish(self.discarded)
+
+
+class EmbeddingWriter(AtomicFile):
     def __init__(self, path: str, dim: int, per_token: bool, batch_rows: int = 512):
-        self.path, self.dim, self.per_token = Path(path), dim, per_token
+        self.dim, self.per_token = dim, per_token
         self.format = format_for(path)
         if per_token and self.format == "tsv":
             raise UsageError("--per-token needs a .parquet or .npz output (token lists do not fit a TSV row)")
-        self.tmp = temp_path(self.path)
         self.rows: list[dict] = []
         self.batch_rows = batch_rows
         self._writer = None
         self._npz: list[dict] = []
+        super().__init__(path)
         if self.format == "tsv":
-            self._tsv = open(self.tmp, "w")
-            self._tsv.write("\t".join(["chrom", "start", "end", "name"] +
+            self._out.write("\t".join(["chrom", "start", "end", "name"] +
                                       [f"emb_{i}" for i in range(dim)]) + "\n")
+
+    def _open(self, tmp: Path):
+        return open(tmp, "w") if self.format == "tsv" else _Sink(self)
 
     def add(self, item) -> None:
         r = item.region
@@ -47,7 +64,7 @@ class EmbeddingWriter:
             row.update(token_starts=item.token_starts, token_ends=item.token_ends,
                        token_vectors=item.token_vectors)
         if self.format == "tsv":
-            self._tsv.write(f"{r.chrom}\t{r.start}\t{r.end}\t{r.name}\t" +
+            self._out.write(f"{r.chrom}\t{r.start}\t{r.end}\t{r.name}\t" +
                             "\t".join(f"{v:.6g}" for v in item.embedding) + "\n")
             return
         (self._npz if self.format == "npz" else self.rows).append(row)
@@ -88,9 +105,12 @@ class EmbeddingWriter:
         self._writer.write_table(table)
         self.rows.clear()
 
-    def close(self) -> None:
-        if self.format == "tsv":
-            self._tsv.close()
+    def _finish(self, discarded: bool) -> None:
+        """Write what is buffered and close the parquet or .npz file (AtomicFile.close renames
+        it into place); an aborted output only closes what is open."""
+        if discarded:
+            if self._writer is not None:
+                self._writer.close()
         elif self.format == "parquet":
             self._flush_parquet()
             if self._writer is None:  # no rows at all: an empty file with the full schema
@@ -117,13 +137,8 @@ class EmbeddingWriter:
                     token_vectors=np.concatenate([r["token_vectors"] for r in self._npz] + empty_vectors))
             with open(self.tmp, "wb") as handle:
                 np.savez(handle, **arrays)
-        publish(self.tmp, self.path)
 
     def abort(self) -> None:
-        try:
-            if self.format == "tsv":
-                self._tsv.close()
-            elif self._writer is not None:
-                self._writer.close()
-        finally:
-            self.tmp.unlink(missing_ok=True)
+        if self.format != "tsv":
+            self._out.discard()
+        super().abort()

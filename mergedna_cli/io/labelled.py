@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
+from .regions import BedWording, parse_bed
 
 _INVALID_BASE = re.compile(r"[^ACGTNacgtn]")
 _FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas")
@@ -132,6 +133,11 @@ def _bed_label_index(label_column: str | None, header: list[str] | None, n_field
     return index
 
 
+_BED_WORDING = BedWording(where="{path} line {line_no}", columns="{where}: a BED line needs chrom, start and end",
+                          integers="{where}: start and end must be integers",
+                          interval="{where}: need 0 <= start < end, got {start}-{end}")
+
+
 def read_bed(path: str, fasta: str | os.PathLike, label_column: str | None = "label",
              require_label: bool = False) -> SequenceSet:
     """BED intervals, sequences fetched from the reference; a '-' in column 6 reverse-complements."""
@@ -140,32 +146,26 @@ def read_bed(path: str, fasta: str | os.PathLike, label_column: str | None = "la
 
     reference = Reference(fasta)
     header, data, index = None, None, None
+
+    def read_header(line: str) -> None:
+        nonlocal header
+        header = line.lstrip("#").strip().split("\t")
+
+    def choose_columns(fields: list[str]) -> None:
+        nonlocal data, index
+        index = _bed_label_index(label_column, header, len(fields))
+        if require_label and index is None:
+            raise InputError(f"{path}: no label column (give --label-column N, 1-based; "
+                             f"the first line has {len(fields)} columns)")
+        columns = header if header and len(header) == len(fields) else (
+            ["chrom", "start", "end"] + [f"col{i + 1}" for i in range(3, len(fields))])
+        data = SequenceSet(path, [], columns, [], [] if index is not None else None)
+
     with _open_text(path) as handle:
-        for line_no, line in enumerate(handle, start=1):
-            line = line.rstrip("\r\n")
-            if not line.strip() or line.startswith(("track", "browser")):
-                continue
-            if line.startswith("#"):
-                header = line.lstrip("#").strip().split("\t")
-                continue
-            fields = line.split("\t")
-            if len(fields) < 3:
-                raise InputError(f"{path} line {line_no}: a BED line needs chrom, start and end")
-            if data is None:
-                index = _bed_label_index(label_column, header, len(fields))
-                if require_label and index is None:
-                    raise InputError(f"{path}: no label column (give --label-column N, 1-based; "
-                                     f"the first line has {len(fields)} columns)")
-                columns = header if header and len(header) == len(fields) else (
-                    ["chrom", "start", "end"] + [f"col{i + 1}" for i in range(3, len(fields))])
-                data = SequenceSet(path, [], columns, [], [] if index is not None else None)
+        for bed in parse_bed(handle, path, _BED_WORDING, empty=False, header=read_header,
+                             first=choose_columns):
+            fields, start, end, line_no = bed.fields, bed.start, bed.end, bed.line_no
             where = f"{path} line {line_no}"
-            try:
-                start, end = int(fields[1]), int(fields[2])
-            except ValueError:
-                raise InputError(f"{where}: start and end must be integers") from None
-            if not 0 <= start < end:
-                raise InputError(f"{where}: need 0 <= start < end, got {start}-{end}")
             contig = reference.require(fields[0])
             if end > reference.lengths[contig]:
                 raise InputError(f"{where}: {fields[0]}:{start}-{end} runs past the end of the contig "

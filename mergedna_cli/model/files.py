@@ -1,9 +1,12 @@
-"""What a model directory holds, readable without torch: config.json and the weights' sha256.
+"""What a model directory holds, readable without torch: the file names, config.json, the weight
+files and their sha256. Every other module (model_dirs.py finding a model, serialization.py
+writing one, the checkpoint and fine-tuned directories built on it) takes them from here.
 
 The ONNX Runtime path needs only these, so it never imports torch (~1.5 s of start-up).
 
 Weights are either one file, model.safetensors, or shards model-00001-of-0000K.safetensors named
-by model.safetensors.index.json (the Hugging Face layout; a lent GPU returns files < 16 MiB).
+by model.safetensors.index.json (the Hugging Face layout: each file stays small, e.g. under the
+16 MiB per file that the GPU machines used for training send back).
 The sha256 of sharded weights is the sha256 of the shards' bytes concatenated in shard order,
 i.e. of what `cat model-*-of-*.safetensors` prints."""
 
@@ -50,11 +53,22 @@ def weight_files(directory: str | os.PathLike) -> list[Path]:
     return [directory / name for name in names]
 
 
-def weights_sha256(directory: str | os.PathLike) -> str:
-    """sha256 of model.safetensors, or of the shards concatenated in order."""
+def is_model_dir(directory: str | os.PathLike) -> bool:
+    """Whether `directory` holds a model (its config.json; the weights are checked on loading)."""
+    return (Path(directory) / CONFIG_FILE).is_file()
+
+
+def files_sha256(paths) -> str:
+    """sha256 of the files' bytes concatenated in order, read in 1 MiB chunks (the weights of a
+    model; fine-tuning also records its training data's)."""
     digest = hashlib.sha256()
-    for path in weight_files(directory):
+    for path in paths:
         with open(path, "rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def weights_sha256(directory: str | os.PathLike) -> str:
+    """sha256 of model.safetensors, or of the shards concatenated in order."""
+    return files_sha256(weight_files(directory))

@@ -18,8 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_write
 from ..errors import ModelError
-from .files import (CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX, load_config, weight_files,  # noqa: F401
-                    weights_sha256)  # (re-exported)
+from .files import CONFIG_FILE, WEIGHTS_FILE, WEIGHTS_INDEX, load_config, weight_files
 from .network import MergeDNA
 
 

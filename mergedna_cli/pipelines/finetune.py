@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from ..finetune.loop import BALANCE, FinetuneSettings, Split, run_finetune
 from ..finetune.task import encode_targets, make_task
 from ..io.labelled import SequenceSet, read_sequences
 from ..model import load_model, weights_sha256
+from ..model.files import files_sha256
 from ..model_dirs import resolve_model_dir
 from ..training.distributed import finish_distributed, hardware_name, init_distributed
 from .choices import Task
@@ -45,11 +45,7 @@ class FinetuneRequest:
 
 
 def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return files_sha256([path])
 
 
 def _read(path: str, request: FinetuneRequest) -> SequenceSet:

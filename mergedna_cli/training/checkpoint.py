@@ -1,10 +1,10 @@
 """Self-describing, pickle-free training checkpoints.
 
-A checkpoint is a directory `step-0001234/` holding the model (config.json + model.safetensors),
-the optimizer tensors (optimizer.safetensors) and everything else as JSON (trainer.json): step,
-bases seen, optimizer hyperparameters, sampler and torch RNG states. The file `latest` names the
-newest complete checkpoint and is replaced atomically, so a run killed mid-save resumes from the
-previous one.
+A checkpoint is a directory `step-0001234/` holding a model directory (model/files.py: config.json
+and the weights, written by save_model), the optimizer tensors (optimizer.safetensors) and
+everything else as JSON (trainer.json): step, bases seen, optimizer hyperparameters, sampler and
+torch RNG states. The file `latest` names the newest complete checkpoint and is replaced
+atomically, so a run killed mid-save resumes from the previous one.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from ..atomic import atomic_write
 from ..errors import ModelError
 from ..model import MergeDNA, load_model, save_model
 
-LATEST = "latest"
+LATEST = "latest"                       # names the newest complete checkpoint
+OPTIMIZER_FILE = "optimizer.safetensors"  # the optimizer's tensors (and the torch RNG state)
+TRAINER_FILE = "trainer.json"             # step, bases seen, optimizer scalars, sampler state
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
@@ -47,8 +49,8 @@ def save_checkpoint(root: str | os.PathLike, step: int, model: MergeDNA,
     tensors, optimizer_json = _optimizer_tensors(optimizer)
     tensors["rng.torch"] = torch.get_rng_state()
     # through atomic_write for its file mode (umask-respecting, as every other output), not 0600
-    atomic_write(tmp / "optimizer.safetensors", lambda path: save_file(tensors, str(path)))
-    (tmp / "trainer.json").write_text(json.dumps(
+    atomic_write(tmp / OPTIMIZER_FILE, lambda path: save_file(tensors, str(path)))
+    (tmp / TRAINER_FILE).write_text(json.dumps(
         {**trainer_state, "step": step, "optimizer": optimizer_json}, indent=1))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
@@ -76,8 +78,8 @@ def load_checkpoint(path: str | os.PathLike, optimizer_factory, device: str | to
     path = Path(path)
     model = load_model(path, device=device).train()
     try:
-        trainer = json.loads((path / "trainer.json").read_text())
-        tensors = load_file(str(path / "optimizer.safetensors"))
+        trainer = json.loads((path / TRAINER_FILE).read_text())
+        tensors = load_file(str(path / OPTIMIZER_FILE))
     except (OSError, json.JSONDecodeError, SafetensorError, ValueError) as exc:
         raise ModelError(f"checkpoint {path} is corrupt or incomplete: {exc}") from None
     optimizer = optimizer_factory(model)

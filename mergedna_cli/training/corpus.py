@@ -24,6 +24,7 @@ import numpy as np
 
 from ..alphabet import COMPLEMENT, N, encode, reverse_complement
 from ..errors import InputError
+from ..io.regions import BedWording, parse_bed
 
 try:
     from ..io.fasta_records import iter_fasta_records as _pysam_records
@@ -91,24 +92,19 @@ class Record:
     length: int
 
 
+_BED_WORDING = BedWording(columns="{where}: expected 'chrom<TAB>start<TAB>end', got {text!r}",
+                          integers="{where}: expected 'chrom<TAB>start<TAB>end', got {text!r}",
+                          interval="{where}: invalid interval {start}-{end}", text_limit=None)
+
+
 def read_bed_intervals(bed_path: str, regions: dict | None = None) -> dict[str, list[tuple[int, int]]]:
     """BED (0-based half-open, names as in the FASTA headers) -> {record: [(start, end)]}."""
     regions = {} if regions is None else regions
     if not os.path.isfile(bed_path):
         raise InputError(f"BED file '{bed_path}' does not exist")
     with open(bed_path) as handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip() or line.startswith(("#", "track", "browser")):
-                continue
-            fields = line.rstrip("\n").split("\t")
-            try:
-                start, end = int(fields[1]), int(fields[2])
-            except (IndexError, ValueError):
-                raise InputError(f"{bed_path}:{line_no}: expected 'chrom<TAB>start<TAB>end', "
-                                 f"got {line.strip()!r}") from None
-            if start < 0 or end < start:
-                raise InputError(f"{bed_path}:{line_no}: invalid interval {start}-{end}")
-            regions.setdefault(fields[0], []).append((start, end))
+        for bed in parse_bed(handle, bed_path, _BED_WORDING):
+            regions.setdefault(bed.fields[0], []).append((bed.start, bed.end))
     return regions
 
 

@@ -3,8 +3,9 @@
 Single bases are masked `spacing` apart (one masked token each, as in zero-shot scoring), the
 model predicts them from both sides, and accuracy / CE (nats per base) are averaged over every
 masked A/C/G/T base. With `both_strands` the prediction is the mean of the probabilities from the
-window and from its reverse complement (as `score --strand both` uses the model). `masked_positions` is shared with the k-mer baseline so both models are
-scored on exactly the same bases.
+window and from its reverse complement (as `score --strand both` uses the model).
+`masked_positions` is shared with the k-mer baseline (benchmarks/kmer_baseline.py) so both models
+are scored on exactly the same bases.
 """
 
 from __future__ import annotations

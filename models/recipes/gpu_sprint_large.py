@@ -156,7 +156,8 @@ def auto_batch(args) -> int:
 
 def export_bf16(run_dir: Path, export_dir: Path) -> list[Path]:
     from mergedna_cli.model import load_model
-    from mergedna_cli.model.serialization import save_model, weight_files, weights_sha256
+    from mergedna_cli.model.files import weight_files, weights_sha256
+    from mergedna_cli.model.serialization import save_model
 
     model = load_model(run_dir)
     save_model(model, export_dir, dtype=__import__("torch").bfloat16, max_shard_bytes=SHARD_BYTES)

@@ -21,7 +21,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from mergedna_cli.model.serialization import load_config, weights_sha256  # noqa: E402
+from mergedna_cli.model.files import load_config, weights_sha256  # noqa: E402
 
 
 STAGE_KEYS = ("settings", "step", "bases_seen", "train_seconds", "this_run_wall_seconds", "world_size",

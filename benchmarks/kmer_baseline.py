@@ -1,7 +1,10 @@
 """Bidirectional k-mer context model: the baseline a pre-trained MergeDNA model must beat.
 
+A benchmark tool, not part of the installed package: pretrain_eval.py, zero_shot.py and the
+tests import it from benchmarks/ (the `mergedna` commands never use it).
+
 It predicts the centre base from the k bases on each side (4^(2k) contexts of 2k bases), the
-same task as the masked-base evaluation in `evaluation.py`, using only counts.
+same task as the masked-base evaluation in `mergedna_cli/training/evaluation.py`, using only counts.
 
 Smoothing (interpolated Dirichlet backoff). Order j uses the j bases on each side of the centre;
 order 0 is the unigram. With weighted counts c_j(ctx, b) and n_j(ctx) = sum_b c_j(ctx, b),
@@ -43,7 +46,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from ..alphabet import N, N_BASES, reverse_complement
+from mergedna_cli.alphabet import N, N_BASES, reverse_complement
 
 CHUNK = 1 << 21          # positions per counting chunk (a few 16 MB temporaries)
 EVAL_CHUNK = 1 << 18     # positions per scoring chunk (k+1 look-ups of 8 MB each)
@@ -362,7 +365,7 @@ def kmer_masked_eval(model: BidirectionalKmerModel, windows: np.ndarray, spacing
     """The k-mer counterpart of `evaluation.masked_base_eval`: the same masked positions
     (every `spacing`-th base of each window, for each phase), predicted from the k bases on
     each side inside the window, scored over A/C/G/T truths."""
-    from .evaluation import masked_positions
+    from mergedna_cli.training.evaluation import masked_positions
 
     if model.k > margin:
         raise ValueError(f"k={model.k} exceeds the margin {margin}: contexts would leave the window")
