@@ -6,10 +6,8 @@ Runs on the example data shipped in docs/example (no ../shared needed) with the 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -38,15 +36,12 @@ def random_table(seed: int = 0) -> np.ndarray:
     return table
 
 
-def mergedna(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mergedna_cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "MERGEDNA_CACHE": "/tmp/mdna-test-cache"})
 
 
-def score_with_table(model_dir: Path, table: np.ndarray, out: Path) -> subprocess.CompletedProcess:
+def score_with_table(run_cli, model_dir: Path, table: np.ndarray, out: Path) -> subprocess.CompletedProcess:
     """`score` of the example ClinVar SNVs into `out` with `table` written beside it."""
     path = write_table(out.parent / "calibration.json", table)
-    return mergedna("score", "--model", model_dir, "--fasta", REF, "--vcf", VCF, "-o", out,
+    return run_cli("score", "--model", model_dir, "--fasta", REF, "--vcf", VCF, "-o", out,
                     "--calibration", path, "--threads", "1", "--quiet")
 
 
@@ -74,12 +69,12 @@ def test_table_file_is_checked(tmp_path):
         CalibrationTable.load(tmp_path / "junk.json")
 
 
-def test_score_writes_llr_minus_the_context_baseline(tiny_model_dir, tmp_path):
+def test_score_writes_llr_minus_the_context_baseline(run_cli, tiny_model_dir, tmp_path):
     from mergedna_cli.io.reference import Reference
 
     table = random_table(1)
     out = tmp_path / "scores.tsv"
-    proc = score_with_table(tiny_model_dir, table, out)
+    proc = score_with_table(run_cli, tiny_model_dir, table, out)
     assert proc.returncode == 0, proc.stderr
     assert "was built for weights" in proc.stderr  # the table names no weights: warned, still used
     lines = [line.split("\t") for line in out.read_text().splitlines()]
@@ -100,10 +95,10 @@ def test_score_writes_llr_minus_the_context_baseline(tiny_model_dir, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("bcftools") is None, reason="bcftools not installed")
-def test_vcf_header_names_the_table(tiny_model_dir, tmp_path):
+def test_vcf_header_names_the_table(run_cli, tiny_model_dir, tmp_path):
     table = random_table(2)
     out = tmp_path / "scores.vcf.gz"
-    proc = score_with_table(tiny_model_dir, table, out)
+    proc = score_with_table(run_cli, tiny_model_dir, table, out)
     assert proc.returncode == 0, proc.stderr
     header = subprocess.run(["bcftools", "view", "-h", str(out)], capture_output=True, text=True).stdout
     assert "##INFO=<ID=MDNA_LLR_CAL,Number=A,Type=Float" in header
@@ -113,8 +108,8 @@ def test_vcf_header_names_the_table(tiny_model_dir, tmp_path):
     assert len(values) == 284 and sum(v != "." for v in values) > 200
 
 
-def test_calibrate_without_a_table_is_a_usage_error(tiny_model_dir, tmp_path):
-    proc = mergedna("score", "--model", tiny_model_dir, "--fasta", REF, "--vcf", VCF,
+def test_calibrate_without_a_table_is_a_usage_error(run_cli, tiny_model_dir, tmp_path):
+    proc = run_cli("score", "--model", tiny_model_dir, "--fasta", REF, "--vcf", VCF,
                     "-o", tmp_path / "x.tsv", "--calibrate", "--quiet")
     assert proc.returncode == 2
     assert "ships no calibration.json" in proc.stderr and "Traceback" not in proc.stderr

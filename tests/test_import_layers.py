@@ -27,8 +27,8 @@ LAYERS: list[set[str]] = [
     {"pipelines"},                                   # one run(request) per command: the composition
     {"engine", "training", "finetune"},              # inference, pre-training, fine-tuning
     {"io"},                                          # file formats
-    {"model"},                                       # the network, its config and files
-    {"atomic", "alphabet", "errors", "model_dirs", "__init__"},  # __init__: mergedna_cli itself
+    {"model", "model_dirs"},                         # the network, its config and files; --model
+    {"atomic", "alphabet", "errors", "__init__"},    # __init__: mergedna_cli itself
 ]
 LAYER_OF = {part: depth for depth, parts in enumerate(LAYERS) for part in parts}
 

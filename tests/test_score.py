@@ -6,7 +6,6 @@ import gzip
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,9 +23,6 @@ def model_dir(tiny_model_dir) -> Path:
     return tiny_model_dir
 
 
-def mergedna(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mergedna_cli", *args], capture_output=True, text=True,
-                          input=stdin, timeout=300, env={**os.environ, "MERGEDNA_CACHE": "/tmp/mdna-test-cache"})
 
 
 def score_args(model_dir, vcf, out, *extra) -> list[str]:
@@ -67,9 +63,9 @@ def edge_vcf(tmp_path_factory) -> Path:
     return path
 
 
-def test_every_record_kept_in_order_with_statuses(model_dir, edge_vcf, tmp_path):
+def test_every_record_kept_in_order_with_statuses(run_cli, model_dir, edge_vcf, tmp_path):
     out, skipped = tmp_path / "out.vcf", tmp_path / "skipped.tsv"
-    run = mergedna(*score_args(model_dir, edge_vcf, out, "--skipped", str(skipped)))
+    run = run_cli(*score_args(model_dir, edge_vcf, out, "--skipped", str(skipped)))
     assert run.returncode == 0, run.stderr
     records = body(out)
     original = body(edge_vcf)
@@ -96,24 +92,24 @@ def test_every_record_kept_in_order_with_statuses(model_dir, edge_vcf, tmp_path)
                                       "contig_not_in_reference", "non_acgt_allele", "non_acgt_allele"])
 
 
-def test_mnv_is_sum_of_its_snvs(model_dir, tmp_path):
+def test_mnv_is_sum_of_its_snvs(run_cli, model_dir, tmp_path):
     vcf = tmp_path / "m.vcf"
     vcf.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
                    "chr17\t43045705\ta\tT\tG\t.\t.\t.\nchr17\t43045706\tb\tA\tC\t.\t.\t.\n"
                    "chr17\t43045705\tab\tTA\tGC\t.\t.\t.\n")
     out = tmp_path / "m.tsv"
-    assert mergedna(*score_args(model_dir, vcf, out, "--format", "tsv", "--mask-spacing", "0")).returncode == 0
+    assert run_cli(*score_args(model_dir, vcf, out, "--format", "tsv", "--mask-spacing", "0")).returncode == 0
     rows = [line.split("\t") for line in out.read_text().splitlines()[1:]]
     a, b, ab = (float(r[5]) for r in rows)
     assert ab == pytest.approx(a + b, abs=2e-4)
 
 
-def test_ref_mismatch_skip_and_error(model_dir, edge_vcf, tmp_path):
+def test_ref_mismatch_skip_and_error(run_cli, model_dir, edge_vcf, tmp_path):
     out = tmp_path / "o.vcf"
-    run = mergedna(*score_args(model_dir, edge_vcf, out, "--ref-mismatch", "skip"))
+    run = run_cli(*score_args(model_dir, edge_vcf, out, "--ref-mismatch", "skip"))
     assert run.returncode == 0
     assert "mismatch" not in [r[2] for r in body(out)] and len(body(out)) == len(body(edge_vcf)) - 1
-    run = mergedna(*score_args(model_dir, edge_vcf, out, "--ref-mismatch", "error"))
+    run = run_cli(*score_args(model_dir, edge_vcf, out, "--ref-mismatch", "error"))
     assert run.returncode == 1
     assert run.stderr.strip() == ("mergedna: error: REF mismatch at chr17:43045705: VCF has G, reference "
                                   "has T (use --ref-mismatch flag|skip)")
@@ -121,9 +117,9 @@ def test_ref_mismatch_skip_and_error(model_dir, edge_vcf, tmp_path):
 
 
 @needs_bcftools
-def test_vcf_gz_is_indexed_and_read_by_bcftools(model_dir, tmp_path):
+def test_vcf_gz_is_indexed_and_read_by_bcftools(run_cli, model_dir, tmp_path):
     out = tmp_path / "clinvar.vcf.gz"
-    run = mergedna(*score_args(model_dir, CLINVAR, out))
+    run = run_cli(*score_args(model_dir, CLINVAR, out))
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "clinvar.vcf.gz.tbi").exists()
     view = subprocess.run(["bcftools", "view", "-H", str(out)], capture_output=True, text=True)
@@ -134,13 +130,13 @@ def test_vcf_gz_is_indexed_and_read_by_bcftools(model_dir, tmp_path):
     assert all(line.split("\t")[1] == "ok" for line in query.stdout.splitlines())
 
 
-def test_shards_concatenate_to_the_full_run(model_dir, tmp_path):
+def test_shards_concatenate_to_the_full_run(run_cli, model_dir, tmp_path):
     full = tmp_path / "full.vcf"
-    assert mergedna(*score_args(model_dir, CLINVAR, full)).returncode == 0
+    assert run_cli(*score_args(model_dir, CLINVAR, full)).returncode == 0
     parts = []
     for i in (1, 2, 3):
         part = tmp_path / f"part{i}.vcf"
-        assert mergedna(*score_args(model_dir, CLINVAR, part, "--shard", f"{i}/3")).returncode == 0
+        assert run_cli(*score_args(model_dir, CLINVAR, part, "--shard", f"{i}/3")).returncode == 0
         parts.append(part.read_text())
     def header(text):  # the recorded command line names each run's own output
         return [line for line in text.splitlines() if line.startswith("#") and "mergedna_command" not in line]
@@ -151,18 +147,18 @@ def test_shards_concatenate_to_the_full_run(model_dir, tmp_path):
     assert all(header(text) == header(full_text) for text in parts)
 
 
-def test_deterministic_across_batch_sizes_and_stdin_stdout(model_dir, tmp_path):
+def test_deterministic_across_batch_sizes_and_stdin_stdout(run_cli, model_dir, tmp_path):
     a, b = tmp_path / "a.tsv", tmp_path / "b.tsv"
-    assert mergedna(*score_args(model_dir, CLINVAR, a, "--format", "tsv", "--batch-size", "2")).returncode == 0
-    assert mergedna(*score_args(model_dir, CLINVAR, b, "--format", "tsv", "--batch-size", "32")).returncode == 0
+    assert run_cli(*score_args(model_dir, CLINVAR, a, "--format", "tsv", "--batch-size", "2")).returncode == 0
+    assert run_cli(*score_args(model_dir, CLINVAR, b, "--format", "tsv", "--batch-size", "32")).returncode == 0
     assert a.read_text() == b.read_text()
     text = gzip.open(CLINVAR, "rt").read()
-    run = mergedna(*score_args(model_dir, "-", "-"), stdin=text)
+    run = run_cli(*score_args(model_dir, "-", "-"), input=text)
     assert run.returncode == 0
     assert sum(1 for line in run.stdout.splitlines() if not line.startswith("#")) == len(body(CLINVAR))
 
 
-def test_bad_inputs_are_one_line_errors(model_dir, tmp_path):
+def test_bad_inputs_are_one_line_errors(run_cli, model_dir, tmp_path):
     bad = tmp_path / "bad.vcf"
     bad.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\nchr17\tabc\t.\tA\tC\t.\t.\t.\n")
     cases = [
@@ -172,17 +168,17 @@ def test_bad_inputs_are_one_line_errors(model_dir, tmp_path):
         (score_args(model_dir, CLINVAR, tmp_path / "o.vcf", "--shard", "4/3"), 2, "--shard must be I/N"),
     ]
     for args, code, message in cases:
-        run = mergedna(*args)
+        run = run_cli(*args)
         assert run.returncode == code, (args, run.stderr)
         assert run.stderr.startswith("mergedna: error:") and message in run.stderr
         assert len(run.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o.vcf").exists()
 
 
-def test_empty_and_truncated_vcfs(model_dir, tmp_path):
+def test_empty_and_truncated_vcfs(run_cli, model_dir, tmp_path):
     header_only = tmp_path / "header_only.vcf"
     header_only.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n")
-    run = mergedna(*score_args(model_dir, header_only, tmp_path / "empty_out.vcf"))
+    run = run_cli(*score_args(model_dir, header_only, tmp_path / "empty_out.vcf"))
     assert run.returncode == 0, run.stderr
     assert body(tmp_path / "empty_out.vcf") == []
 
@@ -195,7 +191,7 @@ def test_empty_and_truncated_vcfs(model_dir, tmp_path):
     for vcf, message in ((zero, "not a VCF (no '#CHROM' header line)"),
                          (truncated, "Compressed file ended before the end-of-stream marker was reached")):
         out = tmp_path / f"{vcf.name}.out.vcf.gz"
-        run = mergedna(*score_args(model_dir, vcf, out))
+        run = run_cli(*score_args(model_dir, vcf, out))
         assert run.returncode == 1, run.stderr
         assert run.stderr.startswith("mergedna: error:") and message in run.stderr
         assert len(run.stderr.strip().splitlines()) == 1
