@@ -335,7 +335,8 @@ def test_export_onnx_command(cli, model_dir, tmp_path):
     assert out.is_file() and out.stat().st_size > 10_000
     assert f"wrote {out}: ONNX Runtime vs PyTorch on 4 real-sequence batches" in proc.stderr
     assert proc.stderr.rstrip().endswith("token maps identical")
-    assert [p.name for p in out.parent.iterdir()] == ["tiny.onnx"]
+    # the float64 plan graph that settles near-tied merges goes beside it; no temporary file is left
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tiny.onnx", "tiny.plan.onnx"]
     from mergedna_cli.engine.backends import OnnxBackend
     graph = OnnxBackend(out, MergeDNAConfig.preset("tiny"), device="cpu", threads=1)
     ids = np.zeros((2, 100), dtype=np.int64)
