@@ -225,3 +225,31 @@ def test_a_graph_of_an_older_export_is_refused_with_one_line(tmp_path: Path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
     with pytest.raises(ModelError, match="export it again"):
         OnnxBackend(path, tiny_config(), "cpu", threads=1)
+
+
+def test_score_writes_the_same_llrs_on_every_backend_batch_and_thread_count(run_cli, tmp_path):
+    """The README's 284 example ClinVar SNVs, shipped model: ONNX Runtime at
+    two batch sizes and thread counts writes identical files; PyTorch writes the same statuses
+    and LLRs within 1e-4, the last written decimal (float32 rounding decides where a value is
+    ~1e-6 from a rounding edge)."""
+    from conftest import EXAMPLE_VCF
+
+    def llrs(name, *options):
+        out = tmp_path / f"{name}.tsv"
+        run_cli("score", "--fasta", EXAMPLE_FASTA, "--vcf", EXAMPLE_VCF,
+                "-o", out, "--quiet", *options, check=True)
+        rows = [line.split("\t") for line in out.read_text().splitlines() if not line.startswith("#")]
+        return out.read_text(), rows
+
+    text, onnx = llrs("onnx", "--backend", "onnx", "--threads", "2")
+    assert len(onnx) == 285  # header + 284 records
+    assert llrs("onnx_b3", "--backend", "onnx", "--threads", "1", "--batch-size", "3")[0] == text
+    _, torch_rows = llrs("torch", "--backend", "torch", "--threads", "1", "--batch-size", "5")
+    header = onnx[0]
+    status, llr = header.index("status"), header.index("llr")
+    assert len(torch_rows) == len(onnx)
+    score = header.index("score")
+    for a, b in zip(onnx[1:], torch_rows[1:]):
+        assert a[:5] == b[:5] and a[status] == b[status]  # the record and its status
+        for column in (score, llr):
+            assert abs(float(a[column]) - float(b[column])) <= 1e-4 + 1e-9, (a, b)
