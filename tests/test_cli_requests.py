@@ -256,7 +256,7 @@ def test_compression_is_a_make_backend_argument(monkeypatch):
 
 
 def test_the_track_files_are_listed_once():
-    from mergedna_cli.pipelines.tracks import track_files
+    from mergedna_cli.io.tracks_writer import track_files
 
     assert track_files(False) == ["tokens.bed", "boundary.bw", "token_length.bw"]
     assert track_files(True) == track_files(False) + ["entropy.bw", "llr.bw"]

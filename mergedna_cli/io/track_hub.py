@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError, UsageError
+from .tracks_writer import track_files
 
 SHORT_LABEL_MAX = 17  # UCSC truncates longer labels in the track list
 LONG_LABEL_MAX = 80
@@ -136,8 +137,7 @@ def write_hub(hub_dir: str | os.PathLike, prefix: str, chrom_sizes: list[tuple[s
     bigBed when `bed_to_bigbed` (default: bedToBigBed on PATH) exists. made_with: what ran the
     model (e.g. "mergedna 0.9, backend onnx on cpu"), written as a comment. Returns hub.txt's path."""
     check_hub_options(email, genome)
-    suffixes = ["tokens.bed", "boundary.bw", "token_length.bw"] + (["entropy.bw", "llr.bw"] if signals else [])
-    missing = [f"{prefix}.{s}" for s in suffixes if not Path(f"{prefix}.{s}").is_file()]
+    missing = [f"{prefix}.{s}" for s in track_files(signals) if not Path(f"{prefix}.{s}").is_file()]
     if missing:
         raise InputError(f"cannot write a hub: {', '.join(missing)} not found")
     hub_dir = Path(hub_dir)

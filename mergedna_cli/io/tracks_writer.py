@@ -14,6 +14,17 @@ import pyBigWig
 
 from ..atomic import AtomicFile, AtomicTextFile
 
+# The files of a set of tracks, PREFIX.<name>: the token BED9 and the base-resolution bigWigs
+# (with --signals two more), in the order they are written and merged.
+TRACK_FILES = ("tokens.bed", "boundary.bw", "token_length.bw")
+SIGNAL_FILES = ("entropy.bw", "llr.bw")
+
+
+def track_files(signals: bool) -> list[str]:
+    """The BED and bigWig names of one set of tracks (PREFIX.<name>)."""
+    return list(TRACK_FILES + (SIGNAL_FILES if signals else ()))
+
+
 # itemRgb by token length 1, 2, ..., 8+ (a light-to-dark ramp, readable on a white track).
 PALETTE = ["200,200,200", "158,202,225", "107,174,214", "66,146,198", "33,113,181", "8,81,156",
            "8,48,107", "37,37,37"]

@@ -21,9 +21,9 @@ import pyBigWig
 from ..atomic import atomic_write
 from ..errors import InputError, UsageError
 from ..io.reference import Reference
-from ..io.tracks_writer import BigWigWriter
+from ..io.tracks_writer import BigWigWriter, track_files
 from .progress import Logger
-from .tracks import META_FILE, check_prefix, track_files
+from .tracks import META_FILE, check_prefix
 
 BLOCK = 1 << 20  # bases read from a part's bigWig at a time
 SETTINGS = ("model", "weights_sha256", "compression", "context", "flank", "signals")

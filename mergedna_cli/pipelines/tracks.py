@@ -31,7 +31,7 @@ from ..engine.windows import default_flank, tile
 from ..errors import InputError, UsageError
 from ..io.reference import Reference
 from ..io.regions import Region, parse_region, read_bed
-from ..io.tracks_writer import BigWigWriter, TokenBedWriter
+from ..io.tracks_writer import BigWigWriter, TokenBedWriter, track_files
 from ..model.files import weights_sha256
 from ..model_dirs import resolve_model_dir
 from .choices import BackendChoice, StrandChoice
@@ -42,16 +42,7 @@ GAP_MIN = 100       # --genome skips runs of N at least this long
 SIGNAL_BLOCK = 65_536  # positions per masked-signal call: bounded memory on whole contigs
 UNIT_BASES = 1 << 20   # bases per unit of work (resumption); a multiple of SIGNAL_BLOCK
 
-# The files of a set of tracks, PREFIX.<name>: the token BED9 and the base-resolution bigWigs
-# (with --signals two more), in the order they are written and merged; then PREFIX.tracks.json.
-TRACK_FILES = ("tokens.bed", "boundary.bw", "token_length.bw")
-SIGNAL_FILES = ("entropy.bw", "llr.bw")
-META_FILE = "tracks.json"
-
-
-def track_files(signals: bool) -> list[str]:
-    """The BED and bigWig names of one set of tracks (PREFIX.<name>), without the JSON."""
-    return list(TRACK_FILES + (SIGNAL_FILES if signals else ()))
+META_FILE = "tracks.json"  # PREFIX.tracks.json, written after the track files
 
 
 @dataclass(frozen=True)
