@@ -18,8 +18,8 @@ from ..model_dirs import resolve_model_dir
 # `--backend auto`: the backend run on each kind of device, the fastest one that agrees with
 # PyTorch (every ONNX graph passes its parity check against PyTorch before it is used,
 # engine/onnx_export.py). Change an entry here when a measurement says otherwise.
-#   cpu:  ONNX Runtime. Measured on a 2-core CPU machine it scored 336.9 SNVs/s against
-#         PyTorch's 225.1 (1.50x; BRCA1 SGE, both strands, batch 32; benchmarks/score_speed.py,
+#   cpu:  ONNX Runtime. Measured on a 2-core CPU machine it scored 1.5-2.0x as many SNVs/s as
+#         PyTorch (BRCA1 SGE, both strands, batch 32; benchmarks/score_speed.py,
 #         docs/benchmarks.md) and embedded 1.5-2.6x as fast. Both make the same merges
 #         (engine/merge_plan.py); values agree within 1e-4.
 #   cuda: PyTorch, until benchmarks/gpu_inference.py has measured ONNX Runtime's CUDA provider on
