@@ -68,14 +68,14 @@ def main() -> None:
             if part == "masked":
                 query = np.full((len(ids), 1), ids.shape[1] // 2)
                 ids[:, ids.shape[1] // 2] = MASK
-            raw = [getattr(backend, "inner", backend)._run(ids[lo:lo + 64], None if query is None else query[lo:lo + 64],
+            raw = [getattr(backend, "inner", backend).run_with_plan(ids[lo:lo + 64], None if query is None else query[lo:lo + 64],
                                                             merge_plan.no_plan(ids[lo:lo + 64]))
                    for lo in range(0, len(ids), 64)]
             margin = np.concatenate([o.merge_margin for o in raw])
             plan32 = np.concatenate([o.merge_plan for o in raw])
             unsure = np.flatnonzero(margin < checked_margin)
             inner = getattr(backend, "inner", backend)
-            rerun = int((inner._reference_plan(ids[unsure]) != plan32[unsure]).any(1).sum()) if unsure.size else 0
+            rerun = int((inner.reference_plan(ids[unsure]) != plan32[unsure]).any(1).sum()) if unsure.size else 0
             timed(backend, ids[:args.batch_size], None if query is None else query[:args.batch_size], args.batch_size)
             on, off = [], []
             for _ in range(args.repeats):

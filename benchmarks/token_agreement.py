@@ -37,7 +37,7 @@ def raw_outputs(backend, ids: np.ndarray, batch: int):
     """(token maps, merge margins, merge plans) of the float32 graph deciding every merge itself."""
     from mergedna_cli.engine.merge_plan import no_plan
 
-    outs = [backend._run(ids[i:i + batch], None, no_plan(ids[i:i + batch])) for i in range(0, len(ids), batch)]
+    outs = [backend.run_with_plan(ids[i:i + batch], None, no_plan(ids[i:i + batch])) for i in range(0, len(ids), batch)]
     return (np.concatenate([o.base2tok for o in outs]), np.concatenate([o.merge_margin for o in outs]),
             np.concatenate([o.merge_plan for o in outs]))
 
@@ -48,7 +48,7 @@ def audit(torch_backend, onnx_backend, forward: np.ndarray, batch: int, certain:
     print(f"{'strand':8}{'windows':>9}{'backend':>9}{'f32 plan != f64':>17}{'largest f32 gap among them':>28}"
           f"{'checked':>9}")
     for strand, ids in (("forward", forward), ("reverse", reverse_complement(forward))):
-        reference = np.concatenate([torch_backend._reference_plan(ids[i:i + batch]) for i in range(0, len(ids), batch)])
+        reference = np.concatenate([torch_backend.reference_plan(ids[i:i + batch]) for i in range(0, len(ids), batch)])
         for name, backend in (("torch", torch_backend), ("onnx", onnx_backend)):
             _, margin, plan = raw_outputs(backend, ids, batch)
             wrong = (plan != reference).any(1)
@@ -109,7 +109,7 @@ def main() -> None:
         raw_o = raw_outputs(onnx_1, ids, args.batch_size)[0]
         raw = differing(raw_t, raw_o)
         checked = np.flatnonzero(margin < CERTAIN_MARGIN)
-        rerun = int((torch_1._reference_plan(ids[checked]) != plan32[checked]).any(1).sum()) if checked.size else 0
+        rerun = int((torch_1.reference_plan(ids[checked]) != plan32[checked]).any(1).sum()) if checked.size else 0
         t_repeat = len(differing(t1, token_maps(torch_1, ids, args.batch_size)))
         o_repeat = len(differing(o1, token_maps(onnx_1, ids, args.batch_size)))
         n_threads = len(differing(t1, token_maps(onnx_n, ids, args.batch_size)))

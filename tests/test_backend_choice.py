@@ -116,7 +116,7 @@ def test_no_cpu_slices_on_cuda(gpu, monkeypatch):
     gpu(1, True)
     built = []
 
-    def single(model, name, device, threads, log, part):
+    def single(model, name, device, threads, log, part, compression=None):
         built.append((name, device, threads))
         return _Fake(name, device)
     monkeypatch.setattr(factory, "_single_backend", single)

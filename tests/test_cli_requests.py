@@ -240,9 +240,10 @@ def test_compression_is_a_make_backend_argument(monkeypatch):
 
     built = []
 
-    def single(model, name, device, threads, log, part):
+    def single(model, name, device, threads, log, part, compression=None):  # builds at `compression`
         built.append(name)
-        return SimpleNamespace(name=name, device=device, part=part, config=SimpleNamespace(compression=0.5))
+        return SimpleNamespace(name=name, device=device, part=part,
+                               config=SimpleNamespace(compression=0.5 if compression is None else compression))
 
     monkeypatch.setattr(load, "_single_backend", single)
     backend = load.make_backend(None, "auto", "cpu", threads=2, part="tokens", compression=0.4)

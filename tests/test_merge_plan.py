@@ -193,7 +193,7 @@ def test_real_regions_embed_identically_on_every_backend_batch_and_thread_count(
             assert np.abs(want.token_vectors - got.token_vectors).max() <= 1e-4, (key, want.region)
 
 
-def test_the_reference_plan_is_needed_on_real_sequence():
+def test_thereference_plan_is_needed_on_real_sequence():
     """The check is not idle: on these windows some merge gaps are below CERTAIN_MARGIN, and the
     float64 plan graph shipped with the model agrees with PyTorch's float64 tokenizer there."""
     from mergedna_cli.engine.backends import OnnxBackend, TorchBackend
@@ -204,10 +204,10 @@ def test_the_reference_plan_is_needed_on_real_sequence():
     plan_graph = OnnxBackend(SHIPPED / "model.plan.onnx", torch_backend.config, "cpu", threads=1)
     reference = Reference(EXAMPLE_FASTA)
     ids = np.stack([reference.fetch_ids("chr17", s, s + 512) for s in range(43_060_000, 43_068_192, 512)])
-    out = torch_backend._run(ids, None, merge_plan.no_plan(ids))
+    out = torch_backend.run_with_plan(ids, None, merge_plan.no_plan(ids))
     assert (out.merge_margin < merge_plan.CERTAIN_MARGIN).any()
     for batch in (ids, masked_queries(ids)[0]):
-        assert np.array_equal(torch_backend._reference_plan(batch), plan_graph.run(batch).merge_plan)
+        assert np.array_equal(torch_backend.reference_plan(batch), plan_graph.run(batch).merge_plan)
 
 
 def test_a_graph_of_an_older_export_is_refused_with_one_line(tmp_path: Path):

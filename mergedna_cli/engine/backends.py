@@ -74,7 +74,8 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, model_dir: str | os.PathLike, device: str = "auto", threads: int | None = None,
-                 part: str = "full"):
+                 part: str = "full", compression: float | None = None):
+        """compression: the tokenizer's tokens per base (default: the model's)."""
         import torch
 
         from ..model import load_model
@@ -96,7 +97,7 @@ class TorchBackend:
         if self.torch_device.type == "cuda" and self.torch_device.index is None:
             self.torch_device = torch.device("cuda", torch.cuda.current_device())
         self.device = str(self.torch_device)  # "cpu" or "cuda:N": recorded in output headers
-        self.model = load_model(model_dir, device=self.torch_device)
+        self.model = load_model(model_dir, device=self.torch_device, compression=compression)
         self.graph = InferenceGraph(self.model, part)
         self.config = self.model.config
         self.part = part
@@ -105,7 +106,7 @@ class TorchBackend:
 
     def run(self, ids: np.ndarray, query: np.ndarray | None = None) -> BackendOutput:
         """query (B, Q) base positions: required by, and only used by, the "masked" part."""
-        return certified_run(self._run, self._reference_plan, ids, query)
+        return certified_run(self.run_with_plan, self.reference_plan, ids, query)
 
     def for_part(self, part: str) -> "TorchBackend":
         """A backend running another graph of this one's loaded model (the weights read once)."""
@@ -115,11 +116,14 @@ class TorchBackend:
         twin.graph, twin.part, twin.outputs = InferenceGraph(self.model, part), part, OUTPUTS[part]
         return twin
 
-    def _run(self, ids: np.ndarray, query: np.ndarray | None, plan: np.ndarray) -> BackendOutput:
+    def run_with_plan(self, ids: np.ndarray, query: np.ndarray | None, plan: np.ndarray) -> BackendOutput:
+        """One float32 pass following `plan` (B, N-1) where a row has one, deciding where it is
+        -1 (merge_plan.no_plan): what `run` is made of, and what agreement benchmarks compare."""
         inputs = [ids] + ([query] if self.part == "masked" else []) + [plan]
         return _output(self.outputs, self._call(self.graph, inputs))
 
-    def _reference_plan(self, ids: np.ndarray) -> np.ndarray:
+    def reference_plan(self, ids: np.ndarray) -> np.ndarray:
+        """The float64 tokenizer's merge plan (B, N-1) of each row."""
         return self._call(self._reference.graph(), [ids])[0]
 
     def _call(self, graph, arrays: list[np.ndarray]) -> list[np.ndarray]:
@@ -159,7 +163,6 @@ class OnnxBackend:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         if not Path(onnx_path).is_file():
             raise ModelError(f"ONNX graph '{onnx_path}' does not exist")
-        self.path = Path(onnx_path)
         try:
             try:
                 self.session = ort.InferenceSession(str(onnx_path), options, providers=providers,
@@ -187,22 +190,23 @@ class OnnxBackend:
         if self.part is None:
             raise ModelError(f"ONNX graph '{onnx_path}' has outputs {', '.join(self.outputs)}, not those of "
                              "this mergedna version's graphs: export it again (mergedna export-onnx)")
-        self.plan_path = Path(plan_graph) if plan_graph else plan_graph_path(onnx_path, self.part)
-        self._reference = ReferencePlans(lambda: OnnxBackend(self.plan_path, config, device, threads).session)
+        plan_path = Path(plan_graph) if plan_graph else plan_graph_path(onnx_path, self.part)
+        if self.part != "plan" and not plan_path.is_file():
+            raise ModelError(f"ONNX graph '{onnx_path}' needs its merge-plan graph '{plan_path}': "
+                             "export it again (mergedna export-onnx)")
+        self._reference = ReferencePlans(lambda: OnnxBackend(plan_path, config, device, threads).session)
 
     def run(self, ids: np.ndarray, query: np.ndarray | None = None) -> BackendOutput:
         if self.part == "plan":
             return _output(self.outputs, [self._rows(self.session, {"ids": ids})[0]])
-        return certified_run(self._run, self._reference_plan, ids, query)
+        return certified_run(self.run_with_plan, self.reference_plan, ids, query)
 
-    def _run(self, ids: np.ndarray, query: np.ndarray | None, plan: np.ndarray) -> BackendOutput:
+    def run_with_plan(self, ids: np.ndarray, query: np.ndarray | None, plan: np.ndarray) -> BackendOutput:
         feed = {"ids": ids, "plan": plan} | ({"query": query} if self.part == "masked" else {})
         return _output(self.outputs, self._rows(self.session, feed))
 
-    def _reference_plan(self, ids: np.ndarray) -> np.ndarray:
-        if not self._reference.ready() and not self.plan_path.is_file():
-            raise ModelError(f"ONNX graph '{self.path}' needs its merge-plan graph '{self.plan_path}': "
-                             "export it again (mergedna export-onnx)")
+    def reference_plan(self, ids: np.ndarray) -> np.ndarray:
+        """The float64 "plan" graph's merge plan (B, N-1) of each row."""
         return self._rows(self._reference.graph(), {"ids": ids})[0]
 
     def _rows(self, session, feed: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -61,33 +61,26 @@ def parity_sequences(context: int) -> list[np.ndarray]:
 
 def make_backend(model: str | None, backend: str = "auto", device: str = "auto",
                  threads: int | None = None, log=lambda msg: None, part: str = "full",
-                 require: str | None = None, compression: float | None = None):
+                 compression: float | None = None):
     """part: an inference graph of engine/graph.py ("full", "embedding", "masked", "tokens").
-    backend: auto, torch or onnx; require: the backend an option of the command needs: auto then
-    picks it, another explicit choice is an error. compression: the inference tokenizer's
-    tokens-per-base ratio (default: the model's); the ONNX graphs are exported at the model's, so
-    it requires torch, whose model is built at that compression.
+    backend: auto, torch or onnx. compression: the inference tokenizer's tokens-per-base ratio
+    (default: the model's); the ONNX graphs are exported at the model's, so it requires torch
+    (auto then means torch), whose model is built at that compression.
     On CPU, batches run as one slice per thread, each with one intra-op thread (engine/parallel.py).
     The object returned has `.name` ("torch" or "onnx") and `.device` ("cpu", "cuda:0", ...)."""
     from .parallel import SlicedBackend, cpu_workers
 
     if compression is not None:
-        if not 0.05 <= compression <= 1.0:
-            raise UsageError(f"--compression must be in [0.05, 1], got {compression}")
-        require = "torch"
+        check_compression(compression, backend)
     explicit, asked = str(backend) != "auto", str(device)
-    backend, device = choose(backend, device, require)
+    backend, device = choose(backend, device, "torch" if compression is not None else None)
     workers = cpu_workers(threads) if device == "cpu" else 1
 
     def build(name: str):
         # --backend onnx --device auto: ONNX Runtime falls back to the CPU if its CUDA provider
         # cannot start (with --backend auto the device is already decided)
         where = "auto" if explicit and name == "onnx" and asked == "auto" else device
-        single = _single_backend(model, name, where, threads if workers == 1 else 1, log, part)
-        if compression is not None:
-            # set before the backend runs anything and before it is shared with slices: the
-            # network reads its config's compression on every forward pass
-            single.config.compression = compression
+        single = _single_backend(model, name, where, threads if workers == 1 else 1, log, part, compression)
         return single if workers == 1 else SlicedBackend(single, workers)
 
     if backend == "onnx" and not explicit:
@@ -100,6 +93,15 @@ def make_backend(model: str | None, backend: str = "auto", device: str = "auto",
             log(f"--backend auto: cannot export the ONNX graph ({exc}); using PyTorch")
             return build("torch")
     return build(backend)
+
+
+def check_compression(compression: float, backend: str = "auto") -> None:
+    """--compression: a tokens-per-base ratio in [0.05, 1] for the PyTorch tokenizer (the ONNX
+    graphs are exported at the model's own)."""
+    if not 0.05 <= compression <= 1.0:
+        raise UsageError(f"--compression must be in [0.05, 1], got {compression}")
+    if str(backend) == "onnx":
+        raise UsageError("--compression needs --backend torch: the ONNX graphs are exported at the model's compression")
 
 
 def same_model_backend(backend, part: str):
@@ -248,11 +250,12 @@ def _onnx_cuda_reason() -> str:
     return f"onnxruntime {ort.__version__} has providers {', '.join(ort.get_available_providers())}"
 
 
-def _single_backend(model: str | None, backend: str, device: str, threads: int | None, log, part: str):
+def _single_backend(model: str | None, backend: str, device: str, threads: int | None, log, part: str,
+                    compression: float | None = None):
     model_dir = resolve_model_dir(model)
     if backend == "torch":
         from .backends import TorchBackend
-        return TorchBackend(model_dir, device=device, threads=threads, part=part)
+        return TorchBackend(model_dir, device=device, threads=threads, part=part, compression=compression)
     if backend == "onnx":
         from .backends import OnnxBackend
         from .onnx_export import cached_onnx_path, export_onnx

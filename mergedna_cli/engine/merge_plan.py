@@ -73,9 +73,6 @@ class ReferencePlans:
     def __init__(self, build: Callable):
         self._build, self._graph, self._lock = build, None, threading.Lock()
 
-    def ready(self) -> bool:
-        return self._graph is not None
-
     def graph(self):
         if self._graph is None:
             with self._lock:

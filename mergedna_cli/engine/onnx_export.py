@@ -159,7 +159,7 @@ def plan_parity(torch_backend, plan_backend, sequences: list[np.ndarray]) -> Par
     same = True
     for ids in sequences:
         for batch in (ids, masked_queries(ids)[0]):
-            same &= np.array_equal(torch_backend._reference_plan(batch), plan_backend.run(batch).merge_plan)
+            same &= np.array_equal(torch_backend.reference_plan(batch), plan_backend.run(batch).merge_plan)
     return ParityReport(0.0, 0.0, bool(same), len(sequences))
 
 

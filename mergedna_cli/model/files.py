@@ -12,6 +12,7 @@ i.e. of what `cat model-*-of-*.safetensors` prints."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -70,5 +71,16 @@ def files_sha256(paths) -> str:
 
 
 def weights_sha256(directory: str | os.PathLike) -> str:
-    """sha256 of model.safetensors, or of the shards concatenated in order."""
-    return files_sha256(weight_files(directory))
+    """sha256 of model.safetensors, or of the shards concatenated in order. Computed once per
+    process for the same files (path, size and modification time): a command asks for it for
+    each graph it loads and for its output headers."""
+    stamps = []
+    for path in weight_files(directory):
+        stat = Path(path).stat()
+        stamps.append((str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns))
+    return _sha256_of(tuple(stamps))
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of(stamps: tuple[tuple[str, int, int], ...]) -> str:
+    return files_sha256([path for path, _, _ in stamps])

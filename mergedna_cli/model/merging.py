@@ -85,15 +85,15 @@ def _rank_in_chunk(priority: torch.Tensor, edge_chunk: torch.Tensor, n_chunks: i
     """Rank of each edge among the edges of its chunk, 0 = highest priority, ties broken as in
     `_rank_desc`: chunk-major integer keys over the row ranks, then each chunk's first rank
     subtracted. Integer keys keep the order exact in PyTorch and ONNX alike."""
-    return _chunk_order(priority, edge_chunk, n_chunks)[0]
+    return _chunk_order(_tie_broken(priority), edge_chunk, n_chunks)[0]
 
 
-def _chunk_order(priority: torch.Tensor, edge_chunk: torch.Tensor, n_chunks: int):
-    """(rank within chunk (B, E), chunk-major edge order (B, E), first rank (B, n_chunks),
-    edges per chunk (B, n_chunks))."""
-    T = priority.shape[1]
-    composite = (n_chunks - edge_chunk) * T - _rank_desc(priority)  # higher = earlier
-    edges_per_chunk = torch.zeros(edge_chunk.shape[0], n_chunks, dtype=torch.long, device=priority.device
+def _chunk_order(key: torch.Tensor, edge_chunk: torch.Tensor, n_chunks: int):
+    """For ranking keys (`_tie_broken`): (rank within chunk (B, E), chunk-major edge order
+    (B, E), first rank (B, n_chunks), edges per chunk (B, n_chunks))."""
+    T = key.shape[1]
+    composite = (n_chunks - edge_chunk) * T - _ranks_of(key.topk(T, dim=1).indices)  # higher = earlier
+    edges_per_chunk = torch.zeros(edge_chunk.shape[0], n_chunks, dtype=torch.long, device=key.device
                                   ).scatter_add(1, edge_chunk, torch.ones_like(edge_chunk))
     first_rank = edges_per_chunk.cumsum(1) - edges_per_chunk
     order = composite.topk(T, dim=1).indices
@@ -198,17 +198,17 @@ def merge_adjacent(state: TokenState, group: torch.Tensor, target: torch.Tensor,
     edge = torch.arange(1, T, device=score.device)
     inside_window = (edge + window_offset) % window != 0
     priority = torch.where(inside_window, score, score - WINDOW_PENALTY).masked_fill(~legal, NEG_INF)
+    key = _tie_broken(priority)
     if chunk:
         edge_chunk = token_chunk[:, :-1]
-        rank, order, first_rank, edges_per_chunk = _chunk_order(priority, edge_chunk, target.shape[1])
+        rank, order, first_rank, edges_per_chunk = _chunk_order(key, edge_chunk, target.shape[1])
         tokens_per_chunk = torch.zeros_like(target).scatter_add(1, token_chunk, state.valid.long())
         merges_per_chunk = (tokens_per_chunk - target).clamp(min=0)  # (B, n_chunks)
         n_merge = merges_per_chunk.gather(1, edge_chunk)  # (B, T-1)
-        sorted_key = _tie_broken(priority).gather(1, order)
+        sorted_key = key.gather(1, order)
         has_cut = (merges_per_chunk > 0) & (merges_per_chunk < edges_per_chunk)
         margin = _cut_gap(sorted_key, first_rank + merges_per_chunk, has_cut).min(1).values
     else:
-        key = _tie_broken(priority)
         sorted_key, order = key.topk(key.shape[1], dim=1)
         rank = _ranks_of(order)
         n_merge = (state.valid.sum(1) - target).clamp(min=0)[:, None]  # (B, 1)

@@ -8,6 +8,7 @@ fp32 parameters.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -72,10 +73,14 @@ def save_model(model: MergeDNA, directory: str | os.PathLike, metadata: dict | N
     return out
 
 
-def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu") -> MergeDNA:
+def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu",
+               compression: float | None = None) -> MergeDNA:
     """Build the network from config.json and load its weights (one file or shards; strict;
-    bf16 weights are cast to the model's dtype), in eval mode."""
+    bf16 weights are cast to the model's dtype), in eval mode. compression: the inference
+    tokenizer's tokens per base, instead of the one in config.json."""
     config = load_config(directory)
+    if compression is not None:
+        config = dataclasses.replace(config, compression=compression)
     state: dict[str, torch.Tensor] = {}
     for weights in weight_files(directory):
         try:

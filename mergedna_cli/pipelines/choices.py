@@ -5,6 +5,7 @@ Each is a str subclass whose str() is its value: `backend == "torch"`, f-strings
 plain name, and code below the pipelines (engine/load.py takes "auto", "torch" or "onnx") accepts
 them unchanged. This module imports no torch: the commands' signatures need it at start-up."""
 
+from dataclasses import dataclass
 from enum import Enum
 
 from ..model.config import PRESETS
@@ -28,6 +29,19 @@ class StrandChoice(Choice):
 
     both = "both"
     forward = "forward"
+
+
+@dataclass(frozen=True, kw_only=True)
+class InferenceOptions:
+    """The options of every command that runs a model on windows (score, embed, tracks): a base
+    of their requests, given by keyword."""
+
+    model: str | None = None            # --model: a directory or a shipped model's name
+    backend: BackendChoice = BackendChoice.auto
+    device: str = "auto"                # auto, cpu, cuda or cuda:N
+    batch_size: int | str = "auto"      # windows per batch, or auto (engine/load.resolve_batch_size)
+    strand: StrandChoice = StrandChoice.both
+    threads: int | None = None
 
 
 class GraphPart(Choice):

@@ -22,7 +22,7 @@ from ..errors import UsageError
 from ..io.embedding_writer import EmbeddingWriter, format_for
 from ..io.reference import Reference
 from ..io.regions import Region, parse_region, read_bed
-from .choices import BackendChoice, StrandChoice
+from .choices import InferenceOptions, StrandChoice
 from .paths import check_not_input, check_output
 from .progress import Logger
 
@@ -30,7 +30,7 @@ _SHOWN = 10  # warnings of one kind shown one by one; the rest are counted
 
 
 @dataclass(frozen=True)
-class EmbedRequest:
+class EmbedRequest(InferenceOptions):
     """`mergedna embed`, as parsed by cli/embed.py."""
 
     fasta: str
@@ -38,12 +38,6 @@ class EmbedRequest:
     regions: str | None = None      # --regions BED
     region: tuple[str, ...] = ()    # --region strings (exactly one of regions and region)
     per_token: bool = False
-    model: str | None = None
-    backend: BackendChoice = BackendChoice.auto
-    device: str = "auto"
-    batch_size: int | str = "auto"
-    strand: StrandChoice = StrandChoice.both
-    threads: int | None = None
 
 
 def run(request: EmbedRequest, log: Logger | None = None) -> int:

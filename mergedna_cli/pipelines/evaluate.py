@@ -12,26 +12,16 @@ from ..finetune.metrics import task_metrics
 from ..finetune.predictor import Predictor
 from ..finetune.task import encode_targets
 from ..io.labelled import SequenceSet
-from .choices import BackendChoice
 from .paths import check_not_input, check_output
-from .predict import read_input
+from .predict import FineTunedInput
 from .progress import Logger
 
 
-@dataclass(frozen=True)
-class EvaluateRequest:
+@dataclass(frozen=True, kw_only=True)
+class EvaluateRequest(FineTunedInput):
     """`mergedna evaluate`, as parsed by cli/evaluate.py."""
 
-    model: str                          # a fine-tuned model directory
-    input: str                          # labelled TSV/CSV, or BED with a label column (+ fasta)
     json_out: str | None = None         # --json: also write the metrics there
-    fasta: str | None = None
-    sequence_column: str | None = None  # None: the one the model was fine-tuned with
-    label_column: str | None = None
-    backend: BackendChoice = BackendChoice.auto
-    device: str = "auto"
-    batch_size: int = 64
-    threads: int | None = None
 
 
 def run(request: EvaluateRequest, log: Logger | None = None) -> dict:
@@ -40,9 +30,7 @@ def run(request: EvaluateRequest, log: Logger | None = None) -> dict:
     if request.json_out is not None:
         check_output(request.json_out)
         check_not_input(request.json_out, request.input, "--input")
-    predictor = Predictor(request.model, request.backend, request.device, request.threads, log=log.info)
-    data = read_input(request.input, predictor, request.fasta, need_labels=True,
-                      sequence_column=request.sequence_column, label_column=request.label_column)
+    predictor, data = request.load(log, need_labels=True)
     with log.counter("sequences") as tick:
         metrics = run_evaluate(predictor, data, request.batch_size, on_batch=tick)
     if request.json_out is not None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..engine.load import parity_sequences
 from ..engine.backends import onnx_file_name
+from ..engine.load import parity_sequences
 from ..engine.onnx_export import export_onnx
 from ..model.files import load_config
 from ..model_dirs import resolve_model_dir

@@ -19,13 +19,12 @@ from .paths import check_not_input, check_output
 from .progress import Logger
 
 
-@dataclass(frozen=True)
-class PredictRequest:
-    """`mergedna predict`, as parsed by cli/predict.py."""
+@dataclass(frozen=True, kw_only=True)
+class FineTunedInput:
+    """What predict and evaluate share: a fine-tuned model applied to a sequence set."""
 
     model: str                          # a fine-tuned model directory
-    input: str                          # TSV/CSV, BED (+ fasta) or FASTA
-    out: str                            # predictions TSV (.tsv or .tsv.gz)
+    input: str                          # TSV/CSV, BED (+ fasta) or FASTA (evaluate: with labels)
     fasta: str | None = None
     sequence_column: str | None = None  # None: the one the model was fine-tuned with
     label_column: str | None = None
@@ -34,28 +33,33 @@ class PredictRequest:
     batch_size: int = 64
     threads: int | None = None
 
+    def load(self, log: Logger, need_labels: bool) -> tuple[Predictor, SequenceSet]:
+        """The model's predictor and the input read with the columns it was trained with,
+        unless --sequence-column / --label-column say otherwise."""
+        predictor = Predictor(self.model, self.backend, self.device, self.threads, log=log.info)
+        columns = predictor.info.get("input", {})
+        data = read_sequences(self.input, self.fasta, self.sequence_column or columns.get("sequence_column", "sequence"),
+                              self.label_column or columns.get("label_column", "label"), require_label=need_labels)
+        return predictor, data
+
+
+@dataclass(frozen=True, kw_only=True)
+class PredictRequest(FineTunedInput):
+    """`mergedna predict`, as parsed by cli/predict.py."""
+
+    out: str                            # predictions TSV (.tsv or .tsv.gz)
+
 
 def run(request: PredictRequest, log: Logger | None = None) -> int:
     """Write one row per input sequence: its columns plus the prediction; returns the rows."""
     log = log or Logger()
     check_output(request.out)
     check_not_input(request.out, request.input, "--input")
-    predictor = Predictor(request.model, request.backend, request.device, request.threads, log=log.info)
-    data = read_input(request.input, predictor, request.fasta, need_labels=False,
-                      sequence_column=request.sequence_column, label_column=request.label_column)
+    predictor, data = request.load(log, need_labels=False)
     with log.counter("sequences") as tick:
         n = run_predict(predictor, data, request.out, request.batch_size, on_batch=tick)
     log.info(f"wrote {n:,} predictions to {request.out}")
     return n
-
-
-def read_input(path: str, predictor: Predictor, fasta: str | None, need_labels: bool,
-               sequence_column: str | None = None, label_column: str | None = None) -> SequenceSet:
-    """The input, read with the column names the model was trained with unless overridden
-    (`--sequence-column`, `--label-column`)."""
-    columns = predictor.info.get("input", {})
-    return read_sequences(path, fasta, sequence_column or columns.get("sequence_column", "sequence"),
-                          label_column or columns.get("label_column", "label"), require_label=need_labels)
 
 
 def prediction_columns(predictor: Predictor, outputs: np.ndarray) -> tuple[list[str], list[list[str]]]:

@@ -47,6 +47,7 @@ from ..errors import InputError, UsageError
 from ..io.reference import Reference
 from ..io.score_table import ScoreTableWriter, SkippedWriter, skipped_line
 from ..io.vcf import Variant, VcfReader, VcfRegion, VcfWriter, count_indexed_records
+from .choices import InferenceOptions
 from .resume import PartialDir, file_identity, remove_stale_temporaries
 
 LLR_KEY, EMBDIST_KEY, STATUS_KEY, METHOD_KEY = "MDNA_LLR", "MDNA_EMBDIST", "MDNA_STATUS", "MDNA_METHOD"
@@ -112,12 +113,12 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 @dataclass(frozen=True)
-class ScoreRequest:
+class ScoreRequest(InferenceOptions):
     """Everything `mergedna score` was asked, as typed values (cli/score.py fills it in). The
     choices arrive as the command's str Enums (`format` TableFormat, `output_type` OutputType,
-    `ref_mismatch` RefMismatch in cli/score.py; `backend` BackendChoice, `strand` StrandChoice
-    in cli/options.py), which this layer reads as their plain values (the Enums live above it;
-    plain strings work as well). Constructing one checks the options that contradict each other
+    `ref_mismatch` RefMismatch in cli/score.py), which this layer reads as their plain values
+    (those Enums live above it; plain strings work as well); the model options are
+    InferenceOptions (pipelines/choices.py). Constructing one checks the options that contradict each other
     (usage errors), in the order the command line reports them."""
 
     fasta: Path
@@ -140,12 +141,6 @@ class ScoreRequest:
     chunk_records: int = CHUNK_RECORDS
     restart: bool = False
     fai: Path | None = None
-    model: str | None = None            # --model: a directory or a shipped model's name
-    backend: str = "auto"               # auto | torch | onnx
-    device: str = "auto"
-    batch_size: int | str = "auto"
-    strand: str = "both"                # both | forward
-    threads: int | None = None
     quiet: bool = False
     argv: tuple[str, ...] = ()          # the command line recorded in the VCF header
 

@@ -25,7 +25,7 @@ from .. import __version__
 from ..alphabet import N as N_ID
 from ..atomic import atomic_write
 from ..engine.engine import kept_token_spans, run_windows
-from ..engine.load import make_backend, resolve_batch_size
+from ..engine.load import check_compression, make_backend, resolve_batch_size, same_model_backend
 from ..engine.masked import masked_log_probs
 from ..engine.windows import default_flank, tile
 from ..errors import InputError, UsageError
@@ -34,7 +34,7 @@ from ..io.regions import Region, parse_region, read_bed
 from ..io.tracks_writer import BigWigWriter, TokenBedWriter, track_files
 from ..model.files import weights_sha256
 from ..model_dirs import resolve_model_dir
-from .choices import BackendChoice, StrandChoice
+from .choices import InferenceOptions, StrandChoice
 from .progress import Logger
 from .resume import PartialDir, file_identity, remove_stale_temporaries
 
@@ -46,7 +46,7 @@ META_FILE = "tracks.json"  # PREFIX.tracks.json, written after the track files
 
 
 @dataclass(frozen=True)
-class TracksRequest:
+class TracksRequest(InferenceOptions):
     """`mergedna tracks`, as parsed by cli/tracks.py."""
 
     fasta: str
@@ -64,12 +64,6 @@ class TracksRequest:
     hub: str | None = None
     hub_genome: str = "hg38"
     hub_email: str | None = None
-    model: str | None = None
-    backend: BackendChoice = BackendChoice.auto
-    device: str = "auto"
-    batch_size: int | str = "auto"
-    strand: StrandChoice = StrandChoice.both
-    threads: int | None = None
 
 
 @dataclass
@@ -90,10 +84,8 @@ def run(request: TracksRequest, log: Logger | None = None) -> dict:
     r = request
     if sum([r.regions is not None, bool(r.region), r.genome]) != 1:
         raise UsageError("give exactly one of --regions BED, --region, or --genome")
-    if r.compression is not None and not 0.05 <= r.compression <= 1.0:
-        raise UsageError(f"--compression must be in [0.05, 1], got {r.compression}")
-    if r.compression is not None and r.backend == "onnx":
-        raise UsageError("--compression needs --backend torch: the ONNX graphs are exported at the model's compression")
+    if r.compression is not None:
+        check_compression(r.compression, r.backend)
     check_prefix(r.out)
     if r.hub:
         from ..io.track_hub import check_hub_options
@@ -104,8 +96,9 @@ def run(request: TracksRequest, log: Logger | None = None) -> dict:
     # --compression builds PyTorch models at that compression (--backend auto then means torch)
     tokens_backend = make_backend(str(model_dir), r.backend, r.device, r.threads, log=log.info, part="tokens",
                                   compression=r.compression)
-    signals_backend = (make_backend(str(model_dir), r.backend, r.device, r.threads, log=log.info, part="masked",
-                                    compression=r.compression) if r.signals else None)
+    signals_backend = (same_model_backend(tokens_backend, "masked")  # PyTorch: the weights read once
+                       or make_backend(str(model_dir), r.backend, r.device, r.threads, log=log.info, part="masked")
+                       if r.signals else None)
     batch_size = resolve_batch_size(r.batch_size, tokens_backend, signals_backend, log=log.info)
     log.info(f"running {tokens_backend.name} on {tokens_backend.device}, {batch_size} windows per batch")
     contigs = [reference.require(c) for c in r.contig] if r.contig else None
